@@ -56,7 +56,7 @@ const _: () = assert!(ACK_FIXED_LEN == 15 && SACK_BLOCK_LEN == 8);
 ///
 /// Wire layout (big-endian): cumulative `u32`, max_data `u64`, surbs_wanted `u16`, block count
 /// `u8` (0..=16), then each block as start `u32`, end `u32`. Holds its blocks inline (no heap).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Ack {
     /// Next expected sequence number: every earlier one has been received.
     pub cumulative: u32,
@@ -78,6 +78,18 @@ impl PartialEq for Ack {
 }
 
 impl Eq for Ack {}
+
+impl core::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Only the blocks in use, not the unused inline slots.
+        f.debug_struct("Ack")
+            .field("cumulative", &self.cumulative)
+            .field("max_data", &self.max_data)
+            .field("surbs_wanted", &self.surbs_wanted)
+            .field("sack", &self.sack())
+            .finish()
+    }
+}
 
 impl Ack {
     /// An ack with no SACK blocks.

@@ -165,3 +165,13 @@ fn ack_holds_at_most_sixteen_blocks() {
     assert_eq!(ack.sack().len(), MAX_SACK_BLOCKS);
     assert_eq!(ack.sack().last(), Some(&SackBlock { start: 15, end: 16 }));
 }
+
+#[test]
+fn ack_debug_shows_only_blocks_in_use() {
+    let mut ack = Ack::new(1, 2, 3);
+    ack.push_sack(SackBlock { start: 4, end: 5 });
+    assert_eq!(
+        format!("{ack:?}"),
+        "Ack { cumulative: 1, max_data: 2, surbs_wanted: 3, sack: [SackBlock { start: 4, end: 5 }] }"
+    );
+}
