@@ -1,0 +1,173 @@
+//! Configuration of a multiplexer, with documented defaults.
+
+use std::time::Duration;
+
+/// Every tunable of the multiplexer. Build one with [`MuxConfig::default`] and the
+/// `with_*` methods; each field's documentation states its default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MuxConfig {
+    /// Speak only the reference Nym stream format: never announce the extension
+    /// capability, never send Close/Reset/Ack frames, no retransmission, no credit.
+    /// Default: `false`.
+    pub legacy_mode: bool,
+    /// Largest stream payload carried by one frame (bytes after the 16-byte header).
+    /// Default: 1585, which keeps a reply frame inside one Sphinx packet's 1604 message
+    /// bytes (1604 − 2 length bytes − 1 reply marker − 16 header bytes).
+    pub max_frame_payload: usize,
+    /// Per-stream receive window in bytes: how much the peer may send beyond what our
+    /// application has read. Also bounds the stream's inbound buffers. Default: 256 KiB.
+    pub receive_window: u32,
+    /// Per-stream bound on bytes accepted from the application but not yet acknowledged
+    /// by the peer (the retransmission buffer plus not-yet-framed bytes). Default: 256 KiB.
+    pub send_buffer: usize,
+    /// Client-wide bound on buffered inbound bytes across all streams (reorder buffers,
+    /// unread data and orphan data). Frames beyond it are refused. Default: 64 MiB.
+    pub inbound_budget: usize,
+    /// Send every write at once instead of coalescing (streams can override it with
+    /// `set_nodelay`). Default: `false`.
+    pub nodelay: bool,
+    /// How long a partial frame may wait for more bytes before it is sent anyway.
+    /// Default: 5 ms.
+    pub coalesce_delay: Duration,
+    /// Send an acknowledgement after this many in-order frames without one. Default: 8.
+    pub ack_every: u32,
+    /// Longest an acknowledgement is delayed waiting to be coalesced or piggybacked.
+    /// Default: 200 ms.
+    pub ack_delay: Duration,
+    /// Retransmission timeout before any RTT sample exists. Default: 5 s.
+    pub initial_rto: Duration,
+    /// Lower bound of the retransmission timeout. Mixnet clients retransmit lost packets
+    /// themselves after ~1.5 s, so a lower floor only causes spurious resends. Default: 3 s.
+    pub min_rto: Duration,
+    /// Upper bound of the retransmission timeout (after backoff). Default: 60 s.
+    pub max_rto: Duration,
+    /// Transmissions of one frame (or of an Open) before the stream fails with `TimedOut`.
+    /// Default: 10.
+    pub max_retransmits: u32,
+    /// Maximum number of incoming streams waiting in the accept backlog; an `Open`
+    /// beyond it is answered with a reset (code `REFUSED`). Default: 128.
+    pub accept_backlog: usize,
+    /// Maximum number of peer-opened streams alive at once; further `Open`s are refused
+    /// with a reset. Default: 4096.
+    pub max_inbound_streams: usize,
+    /// Maximum number of stream ids for which data arrived before its `Open`. Default: 64.
+    pub max_orphan_streams: usize,
+    /// Maximum frames held per orphan stream id. Default: 32.
+    pub max_orphan_frames: usize,
+    /// How long orphan data waits for its `Open` before it is discarded. Default: 60 s.
+    pub orphan_ttl: Duration,
+    /// Reply SURBs attached to the opener's `Open` message. Default: 10.
+    pub initial_surbs: u32,
+    /// Reply SURBs attached to every other opener message in addition to what the peer
+    /// asked for, to pay for the peer's acknowledgements. Default: 1.
+    pub surbs_per_message: u32,
+    /// Most SURBs attached to one message. Default: 32.
+    pub max_surbs_per_message: u32,
+    /// How long a fully closed stream stays in the table to re-acknowledge a peer's
+    /// retransmitted final frames. Default: 10 s.
+    pub linger: Duration,
+    /// Seed of the random generator that picks stream ids; `None` seeds from the OS
+    /// (through the standard library's hasher keys). Default: `None`.
+    pub id_seed: Option<u64>,
+}
+
+impl Default for MuxConfig {
+    fn default() -> Self {
+        Self {
+            legacy_mode: false,
+            max_frame_payload: 1585,
+            receive_window: 256 * 1024,
+            send_buffer: 256 * 1024,
+            inbound_budget: 64 * 1024 * 1024,
+            nodelay: false,
+            coalesce_delay: Duration::from_millis(5),
+            ack_every: 8,
+            ack_delay: Duration::from_millis(200),
+            initial_rto: Duration::from_secs(5),
+            min_rto: Duration::from_secs(3),
+            max_rto: Duration::from_secs(60),
+            max_retransmits: 10,
+            accept_backlog: 128,
+            max_inbound_streams: 4096,
+            max_orphan_streams: 64,
+            max_orphan_frames: 32,
+            orphan_ttl: Duration::from_secs(60),
+            initial_surbs: 10,
+            surbs_per_message: 1,
+            max_surbs_per_message: 32,
+            linger: Duration::from_secs(10),
+            id_seed: None,
+        }
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $field:ident: $ty:ty;)*) => {
+        impl MuxConfig {
+            $(
+                $(#[$doc])*
+                #[must_use]
+                pub fn $name(mut self, value: $ty) -> Self {
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters! {
+    /// Sets [`MuxConfig::legacy_mode`].
+    with_legacy_mode: legacy_mode: bool;
+    /// Sets [`MuxConfig::max_frame_payload`] (clamped to at least 64 bytes when used).
+    with_max_frame_payload: max_frame_payload: usize;
+    /// Sets [`MuxConfig::receive_window`].
+    with_receive_window: receive_window: u32;
+    /// Sets [`MuxConfig::send_buffer`].
+    with_send_buffer: send_buffer: usize;
+    /// Sets [`MuxConfig::inbound_budget`].
+    with_inbound_budget: inbound_budget: usize;
+    /// Sets [`MuxConfig::nodelay`].
+    with_nodelay: nodelay: bool;
+    /// Sets [`MuxConfig::coalesce_delay`].
+    with_coalesce_delay: coalesce_delay: Duration;
+    /// Sets [`MuxConfig::ack_every`].
+    with_ack_every: ack_every: u32;
+    /// Sets [`MuxConfig::ack_delay`].
+    with_ack_delay: ack_delay: Duration;
+    /// Sets [`MuxConfig::initial_rto`].
+    with_initial_rto: initial_rto: Duration;
+    /// Sets [`MuxConfig::min_rto`].
+    with_min_rto: min_rto: Duration;
+    /// Sets [`MuxConfig::max_rto`].
+    with_max_rto: max_rto: Duration;
+    /// Sets [`MuxConfig::max_retransmits`].
+    with_max_retransmits: max_retransmits: u32;
+    /// Sets [`MuxConfig::accept_backlog`].
+    with_accept_backlog: accept_backlog: usize;
+    /// Sets [`MuxConfig::max_inbound_streams`].
+    with_max_inbound_streams: max_inbound_streams: usize;
+    /// Sets [`MuxConfig::max_orphan_streams`].
+    with_max_orphan_streams: max_orphan_streams: usize;
+    /// Sets [`MuxConfig::max_orphan_frames`].
+    with_max_orphan_frames: max_orphan_frames: usize;
+    /// Sets [`MuxConfig::orphan_ttl`].
+    with_orphan_ttl: orphan_ttl: Duration;
+    /// Sets [`MuxConfig::initial_surbs`].
+    with_initial_surbs: initial_surbs: u32;
+    /// Sets [`MuxConfig::surbs_per_message`].
+    with_surbs_per_message: surbs_per_message: u32;
+    /// Sets [`MuxConfig::max_surbs_per_message`].
+    with_max_surbs_per_message: max_surbs_per_message: u32;
+    /// Sets [`MuxConfig::linger`].
+    with_linger: linger: Duration;
+    /// Sets [`MuxConfig::id_seed`].
+    with_id_seed: id_seed: Option<u64>;
+}
+
+impl MuxConfig {
+    /// The frame payload size actually used (never below 64 bytes).
+    pub(crate) fn frame_payload(&self) -> usize {
+        self.max_frame_payload.max(64)
+    }
+}

@@ -1,0 +1,638 @@
+//! The sans-IO protocol core: the client-level stream table and router.
+//!
+//! Input: received messages, application actions and the current time. Output:
+//! messages to transmit, events for the application and the next timer deadline.
+//! No tokio, no clock, no I/O: the driver (or a test) moves bytes and time.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::Hash;
+use std::io;
+use std::time::Instant;
+
+use bytes::Bytes;
+use lp_frame::ext::{self, reset_code, Reset};
+use lp_frame::{FrameKind, MessageType, OwnedStreamFrame, RawFrame, StreamHeader, StreamId};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+
+use crate::config::MuxConfig;
+use crate::error::OpenError;
+use crate::metrics::{ClientMetrics, StreamMetrics};
+use crate::orphans::{HoldOutcome, Orphans};
+use crate::stream::{ReadOutcome, StreamState, WriteOutcome};
+use crate::transport::{Destination, Inbound};
+
+/// Most queued stateless control frames (resets answering refused or unknown streams);
+/// beyond it they are dropped, since the peer's own timers recover.
+const MAX_CONTROL_QUEUE: usize = 256;
+/// Most non-stream messages waiting for the application.
+const MAX_PLAIN_QUEUE: usize = 1024;
+
+/// A local handle on one stream in the table (not the wire id: two peers may pick the
+/// same wire id, and we may be both ends of a stream to ourselves).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LocalId(u64);
+
+/// One message to hand to the transport.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit<A, T> {
+    /// Where it goes.
+    pub to: Destination<A, T>,
+    /// The encoded frame.
+    pub payload: Bytes,
+    /// Reply SURBs to attach (only for [`Destination::Address`]).
+    pub reply_surbs: u32,
+}
+
+/// Something the application should learn about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A peer opened a stream; take it with [`Core::accept`].
+    Incoming,
+    /// The stream has bytes, EOF or an error to read.
+    Readable(LocalId),
+    /// The stream can take more bytes (or its writes now fail).
+    Writable(LocalId),
+    /// The stream's `OpenAck` arrived (or it failed before that).
+    Established(LocalId),
+    /// A non-stream message arrived; take it with [`Core::take_plain`].
+    Plain,
+}
+
+/// Result of an application write through the core.
+#[derive(Debug)]
+pub enum Write {
+    /// This many bytes were taken.
+    Accepted(usize),
+    /// No room: wait for [`Event::Writable`].
+    Blocked,
+    /// The write side failed.
+    Failed(io::Error),
+}
+
+/// Result of an application read through the core.
+#[derive(Debug)]
+pub enum Read {
+    /// This many bytes were copied.
+    Data(usize),
+    /// End of stream.
+    Eof,
+    /// Nothing yet: wait for [`Event::Readable`].
+    Pending,
+    /// The read side failed.
+    Failed(io::Error),
+}
+
+/// The protocol core of one client: every stream, the accept backlog, orphans,
+/// budgets and timers.
+pub struct Core<A, T> {
+    cfg: MuxConfig,
+    streams: HashMap<LocalId, StreamState<A, T>>,
+    outbound: HashMap<StreamId, LocalId>,
+    inbound: HashMap<(T, StreamId), LocalId>,
+    next_local: u64,
+    rng: ChaCha12Rng,
+    accept_queue: VecDeque<LocalId>,
+    orphans: Orphans<T>,
+    ready: VecDeque<LocalId>,
+    timers: BinaryHeap<Reverse<(Instant, LocalId)>>,
+    control: VecDeque<Transmit<A, T>>,
+    events: VecDeque<Event>,
+    plain: VecDeque<Inbound<T>>,
+    inbound_bytes: usize,
+    live_inbound: usize,
+    metrics: ClientMetrics,
+}
+
+impl<A, T> Core<A, T>
+where
+    A: Copy + Eq + Hash + std::fmt::Debug,
+    T: Copy + Eq + Hash + std::fmt::Debug,
+{
+    /// A core with the given configuration.
+    pub fn new(cfg: MuxConfig) -> Self {
+        let rng = match cfg.id_seed {
+            Some(seed) => ChaCha12Rng::seed_from_u64(seed),
+            None => ChaCha12Rng::seed_from_u64(os_seed()),
+        };
+        let orphans = Orphans::new(
+            cfg.max_orphan_streams,
+            cfg.max_orphan_frames,
+            cfg.orphan_ttl,
+        );
+        Self {
+            cfg,
+            streams: HashMap::new(),
+            outbound: HashMap::new(),
+            inbound: HashMap::new(),
+            next_local: 0,
+            rng,
+            accept_queue: VecDeque::new(),
+            orphans,
+            ready: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            control: VecDeque::new(),
+            events: VecDeque::new(),
+            plain: VecDeque::new(),
+            inbound_bytes: 0,
+            live_inbound: 0,
+            metrics: ClientMetrics::default(),
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &MuxConfig {
+        &self.cfg
+    }
+
+    fn alloc_local(&mut self) -> LocalId {
+        self.next_local += 1;
+        LocalId(self.next_local)
+    }
+
+    // ----- application actions -----------------------------------------------------
+
+    /// Opens a stream to `to`. Writes may start at once; the `Open` goes out first.
+    /// `fixed_surbs` attaches exactly that many reply SURBs to every message of the
+    /// stream instead of the adaptive policy.
+    pub fn open(
+        &mut self,
+        now: Instant,
+        to: A,
+        fixed_surbs: Option<u32>,
+    ) -> Result<(LocalId, StreamId), OpenError> {
+        let mut attempts = 0;
+        let id = loop {
+            attempts += 1;
+            let id = StreamId::new(self.rng.next_u64());
+            if !self.outbound.contains_key(&id) {
+                break id;
+            }
+            if attempts >= 16 {
+                return Err(OpenError::NoFreeId { attempts });
+            }
+        };
+        let local = self.alloc_local();
+        let state = StreamState::new_outbound(id, to, fixed_surbs, now, &self.cfg);
+        tracing::debug!(stream = %id, "open");
+        self.streams.insert(local, state);
+        self.outbound.insert(id, local);
+        self.metrics.streams_opened += 1;
+        self.after(local, now);
+        Ok((local, id))
+    }
+
+    /// Takes the next stream a peer opened, if any.
+    pub fn accept(&mut self) -> Option<(LocalId, StreamId)> {
+        while let Some(local) = self.accept_queue.pop_front() {
+            if let Some(s) = self.streams.get(&local) {
+                self.metrics.streams_accepted += 1;
+                return Some((local, s.id));
+            }
+        }
+        None
+    }
+
+    /// Number of streams waiting in the accept backlog.
+    pub fn backlog(&self) -> usize {
+        self.accept_queue.len()
+    }
+
+    /// Writes application bytes into a stream.
+    pub fn write(&mut self, now: Instant, local: LocalId, data: &[u8]) -> Write {
+        let Some(s) = self.streams.get_mut(&local) else {
+            return Write::Failed(gone());
+        };
+        let out = match s.write(data, now) {
+            WriteOutcome::Accepted(n) => Write::Accepted(n),
+            WriteOutcome::Blocked => Write::Blocked,
+            WriteOutcome::Failed(e) => Write::Failed(e),
+        };
+        self.after(local, now);
+        out
+    }
+
+    /// Asks for buffered bytes to be sent now instead of waiting to coalesce.
+    /// Returns whether the coalescing buffer is already empty.
+    pub fn flush(&mut self, now: Instant, local: LocalId) -> bool {
+        let Some(s) = self.streams.get_mut(&local) else {
+            return true;
+        };
+        s.flush();
+        let done = s.flushed();
+        self.after(local, now);
+        done
+    }
+
+    /// Shuts the write side down: the FIN follows the buffered bytes. Returns
+    /// whether the FIN has been sent.
+    pub fn shutdown(&mut self, now: Instant, local: LocalId) -> bool {
+        let Some(s) = self.streams.get_mut(&local) else {
+            return true;
+        };
+        s.shutdown();
+        let done = s.shutdown_complete();
+        self.after(local, now);
+        done
+    }
+
+    /// Aborts a stream at once with a reason code.
+    pub fn reset(&mut self, now: Instant, local: LocalId, code: u32) {
+        if let Some(s) = self.streams.get_mut(&local) {
+            s.reset(code);
+            self.after(local, now);
+        }
+    }
+
+    /// Sends every write at once (`true`) or coalesces small writes (`false`).
+    pub fn set_nodelay(&mut self, now: Instant, local: LocalId, nodelay: bool) {
+        if let Some(s) = self.streams.get_mut(&local) {
+            s.set_nodelay(nodelay);
+            self.after(local, now);
+        }
+    }
+
+    /// Reads from a stream into `buf`.
+    pub fn read(&mut self, now: Instant, local: LocalId, buf: &mut [u8]) -> Read {
+        let Some(s) = self.streams.get_mut(&local) else {
+            return Read::Eof;
+        };
+        let before = s.inbound_bytes();
+        let out = match s.read(buf) {
+            ReadOutcome::Data(n) => Read::Data(n),
+            ReadOutcome::Eof => Read::Eof,
+            ReadOutcome::Pending => Read::Pending,
+            ReadOutcome::Failed(e) => Read::Failed(e),
+        };
+        let after = s.inbound_bytes();
+        self.inbound_bytes = self.inbound_bytes + after - before;
+        self.after(local, now);
+        out
+    }
+
+    /// Reads one chunk as it arrived: `Ok(None)` is EOF, `Err(Read::Pending)` means wait.
+    pub fn read_chunk(&mut self, now: Instant, local: LocalId) -> Result<Option<Bytes>, Read> {
+        let Some(s) = self.streams.get_mut(&local) else {
+            return Ok(None);
+        };
+        let before = s.inbound_bytes();
+        let out = s.read_chunk().map_err(|o| match o {
+            ReadOutcome::Data(n) => Read::Data(n),
+            ReadOutcome::Eof => Read::Eof,
+            ReadOutcome::Pending => Read::Pending,
+            ReadOutcome::Failed(e) => Read::Failed(e),
+        });
+        let after = s.inbound_bytes();
+        self.inbound_bytes = self.inbound_bytes + after - before;
+        self.after(local, now);
+        out
+    }
+
+    /// The application dropped the read half, the write half, or both.
+    pub fn drop_handle(&mut self, now: Instant, local: LocalId, read: bool, write: bool) {
+        if let Some(s) = self.streams.get_mut(&local) {
+            let before = s.inbound_bytes();
+            s.drop_handle(read, write);
+            let after = s.inbound_bytes();
+            self.inbound_bytes = self.inbound_bytes + after - before;
+            self.after(local, now);
+        }
+    }
+
+    /// Whether the stream finished its open handshake; `Err` if it died before.
+    pub fn established(&self, local: LocalId) -> Result<bool, io::Error> {
+        match self.streams.get(&local) {
+            None => Err(gone()),
+            Some(s) => match s.establish_error() {
+                Some(e) => Err(e),
+                None => Ok(s.is_established()),
+            },
+        }
+    }
+
+    /// The wire id of a stream.
+    pub fn stream_id(&self, local: LocalId) -> Option<StreamId> {
+        self.streams.get(&local).map(|s| s.id)
+    }
+
+    /// Counters of one stream.
+    pub fn stream_metrics(&self, local: LocalId) -> Option<StreamMetrics> {
+        self.streams.get(&local).map(StreamState::metrics)
+    }
+
+    /// Counters of the whole client.
+    pub fn metrics(&self) -> ClientMetrics {
+        let mut m = self.metrics;
+        m.inbound_bytes = self.inbound_bytes as u64;
+        m.live_streams = self.streams.len() as u64;
+        m
+    }
+
+    /// Takes the next non-stream message.
+    pub fn take_plain(&mut self) -> Option<Inbound<T>> {
+        self.plain.pop_front()
+    }
+
+    /// Bytes buffered inbound across all streams and orphans (bounded by the budget).
+    pub fn inbound_bytes(&self) -> usize {
+        self.inbound_bytes
+    }
+
+    /// Number of streams in the table.
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
+    // ----- network input -----------------------------------------------------------
+
+    fn budget_left(&self) -> usize {
+        self.cfg.inbound_budget.saturating_sub(self.inbound_bytes)
+    }
+
+    /// Handles one message from the network.
+    pub fn handle_inbound(&mut self, now: Instant, msg: Inbound<T>) {
+        let raw_kind = RawFrame::parse(&msg.payload).map(|r| r.kind);
+        if raw_kind != Ok(FrameKind::SphinxStream) {
+            // Not a stream frame: other LP kinds and bytes without an LP header go to
+            // the plain-message channel.
+            self.push_plain(msg);
+            return;
+        }
+        let tag = msg.sender_tag;
+        let frame = match OwnedStreamFrame::parse(msg.payload) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(error = %e, "malformed stream frame dropped");
+                self.metrics.malformed_frames += 1;
+                return;
+            }
+        };
+        let header = frame.header;
+        match tag {
+            None => self.handle_for_outbound(now, header, frame.payload),
+            Some(tag) => self.handle_for_inbound(now, tag, header, frame.payload),
+        }
+    }
+
+    fn push_plain(&mut self, msg: Inbound<T>) {
+        if self.plain.len() >= MAX_PLAIN_QUEUE {
+            self.metrics.plain_messages_dropped += 1;
+            return;
+        }
+        self.metrics.plain_messages += 1;
+        self.plain.push_back(msg);
+        self.events.push_back(Event::Plain);
+    }
+
+    /// A frame without a sender tag: a reply on a stream we opened.
+    fn handle_for_outbound(&mut self, now: Instant, header: StreamHeader, payload: Bytes) {
+        let Some(&local) = self.outbound.get(&header.stream_id) else {
+            self.metrics.unknown_stream_frames += 1;
+            return;
+        };
+        if header.msg_type == MessageType::Open {
+            // An Open must come with a sender tag; without one we could never answer.
+            self.metrics.wrong_sender += 1;
+            return;
+        }
+        self.deliver(now, local, header, payload);
+    }
+
+    fn handle_for_inbound(&mut self, now: Instant, tag: T, header: StreamHeader, payload: Bytes) {
+        let key = (tag, header.stream_id);
+        if let Some(&local) = self.inbound.get(&key) {
+            if header.msg_type == MessageType::Open {
+                self.metrics.duplicate_opens += 1;
+            }
+            self.deliver(now, local, header, payload);
+            return;
+        }
+        match header.msg_type {
+            MessageType::Open => self.on_open(now, tag, header),
+            MessageType::Data | MessageType::Close => {
+                let budget = self.budget_left();
+                let len = payload.len();
+                match self.orphans.hold(key, header, payload, now, budget) {
+                    HoldOutcome::Held => {
+                        self.inbound_bytes += len;
+                        self.metrics.orphan_frames_held += 1;
+                    }
+                    HoldOutcome::Dropped => self.metrics.orphan_frames_dropped += 1,
+                }
+            }
+            _ => {
+                // Acks, pings, resets for streams we do not know: nothing to do.
+                self.metrics.unknown_stream_frames += 1;
+            }
+        }
+    }
+
+    fn on_open(&mut self, now: Instant, tag: T, header: StreamHeader) {
+        let id = header.stream_id;
+        if self.accept_queue.len() >= self.cfg.accept_backlog
+            || self.live_inbound >= self.cfg.max_inbound_streams
+        {
+            tracing::debug!(stream = %id, "open refused: backlog or stream limit full");
+            self.metrics.opens_refused += 1;
+            let held = self.orphans.take(&(tag, id));
+            self.inbound_bytes -= held.iter().map(|f| f.payload.len()).sum::<usize>();
+            if !self.cfg.legacy_mode && self.control.len() < MAX_CONTROL_QUEUE {
+                let mut buf = bytes::BytesMut::with_capacity(lp_frame::HEADER_LEN + 4);
+                bytes::BufMut::put_slice(
+                    &mut buf,
+                    &StreamHeader::new(id, MessageType::Reset, 0).to_bytes(),
+                );
+                Reset {
+                    code: reset_code::REFUSED,
+                }
+                .encode(&mut buf);
+                self.control.push_back(Transmit {
+                    to: Destination::Reply(tag),
+                    payload: buf.freeze(),
+                    reply_surbs: 0,
+                });
+            }
+            return;
+        }
+        let peer_extended = header.reserved & ext::CAP_EXTENDED != 0;
+        let local = self.alloc_local();
+        let state = StreamState::new_inbound(id, tag, peer_extended, now, &self.cfg);
+        tracing::debug!(stream = %id, peer_extended, "incoming stream");
+        self.streams.insert(local, state);
+        self.inbound.insert((tag, id), local);
+        self.live_inbound += 1;
+        self.accept_queue.push_back(local);
+        self.events.push_back(Event::Incoming);
+        // Replay data that overtook the Open.
+        let held = self.orphans.take(&(tag, id));
+        self.inbound_bytes -= held.iter().map(|f| f.payload.len()).sum::<usize>();
+        for f in held {
+            self.deliver(now, local, f.header, f.payload);
+        }
+        self.after(local, now);
+    }
+
+    fn deliver(&mut self, now: Instant, local: LocalId, header: StreamHeader, payload: Bytes) {
+        let budget = self.budget_left();
+        let Some(s) = self.streams.get_mut(&local) else {
+            return;
+        };
+        let delta = s.on_frame(&header, payload, now, budget);
+        self.inbound_bytes = (self.inbound_bytes as isize + delta) as usize;
+        self.after(local, now);
+    }
+
+    // ----- output --------------------------------------------------------------------
+
+    /// The next message to send. `surb_stock` tells, where the network knows it, how
+    /// many reply SURBs we hold for a sender tag. Call repeatedly while the transport
+    /// is ready; `None` means nothing to send now.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        surb_stock: &dyn Fn(&T) -> Option<u32>,
+    ) -> Option<Transmit<A, T>> {
+        if let Some(t) = self.control.pop_front() {
+            return Some(t);
+        }
+        while let Some(local) = self.ready.pop_front() {
+            let Some(s) = self.streams.get_mut(&local) else {
+                continue;
+            };
+            s.in_ready = false;
+            let stock = match s.peer {
+                Destination::Reply(tag) => surb_stock(&tag),
+                Destination::Address(_) => None,
+            };
+            let frame = s.poll_transmit(now, stock);
+            let to = s.peer;
+            self.after(local, now);
+            if let Some(f) = frame {
+                return Some(Transmit {
+                    to,
+                    payload: f.payload,
+                    reply_surbs: f.reply_surbs,
+                });
+            }
+        }
+        None
+    }
+
+    /// The next application event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Core::handle_timeout`] should next be called.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        // Drop stale heap entries so the answer is a real deadline.
+        while let Some(Reverse((at, local))) = self.timers.peek().copied() {
+            match self.streams.get(&local) {
+                Some(s) if s.scheduled == Some(at) => break,
+                _ => {
+                    self.timers.pop();
+                }
+            }
+        }
+        let stream_deadline = self.timers.peek().map(|Reverse((at, _))| *at);
+        match (stream_deadline, self.orphans.next_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let before = self.orphans.bytes();
+        let dropped = self.orphans.expire(now);
+        self.metrics.orphan_frames_dropped += dropped as u64;
+        self.inbound_bytes -= before - self.orphans.bytes();
+        // Collect first: handling a timer may schedule a new one that is due at once,
+        // and that one belongs to the next round.
+        let mut due = Vec::new();
+        while let Some(Reverse((at, local))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if let Some(s) = self.streams.get_mut(&local) {
+                if s.scheduled == Some(at) {
+                    s.scheduled = None;
+                    due.push(local);
+                }
+            }
+        }
+        for local in due {
+            if let Some(s) = self.streams.get_mut(&local) {
+                s.on_timeout(now);
+                self.after(local, now);
+            }
+        }
+    }
+
+    /// Bookkeeping after anything touched a stream: wake-ups, the ready queue, the
+    /// timer heap and removal of finished streams.
+    fn after(&mut self, local: LocalId, now: Instant) {
+        let Some(s) = self.streams.get_mut(&local) else {
+            return;
+        };
+        let (read, write, established) = s.take_wakes();
+        if read {
+            self.events.push_back(Event::Readable(local));
+        }
+        if write {
+            self.events.push_back(Event::Writable(local));
+        }
+        if established {
+            self.events.push_back(Event::Established(local));
+        }
+        if s.removable(now) {
+            self.remove(local);
+            return;
+        }
+        if !s.in_ready && s.wants_transmit(now) {
+            s.in_ready = true;
+            self.ready.push_back(local);
+        }
+        if let Some(d) = s.next_deadline(now) {
+            if s.scheduled.is_none_or(|cur| d < cur) {
+                s.scheduled = Some(d);
+                self.timers.push(Reverse((d, local)));
+            }
+        }
+    }
+
+    fn remove(&mut self, local: LocalId) {
+        let Some(s) = self.streams.remove(&local) else {
+            return;
+        };
+        tracing::debug!(stream = %s.id, "stream removed");
+        self.inbound_bytes -= s.inbound_bytes();
+        match s.peer {
+            Destination::Address(_) => {
+                self.outbound.remove(&s.id);
+            }
+            Destination::Reply(tag) => {
+                self.inbound.remove(&(tag, s.id));
+                self.live_inbound -= 1;
+            }
+        }
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the stream is no longer in the multiplexer's table",
+    )
+}
+
+/// A seed from the standard library's per-process random hasher keys (no extra crate).
+fn os_seed() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(0x6e79_6d2d_7374_7265);
+    h.finish()
+}

@@ -1,0 +1,321 @@
+//! The tokio driver: one router task per client that reads the transport, feeds the
+//! core, fires timers and writes frames out. It only moves bytes and time.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::config::MuxConfig;
+use crate::core::{Core, Event, LocalId, Transmit};
+use crate::transport::{Destination, Inbound, Transport, TransportError};
+
+/// Messages handled per driver wake-up before it yields to other tasks.
+const INBOUND_BATCH: usize = 64;
+/// Plain messages the application may queue for sending before `send_plain` waits.
+const PLAIN_SEND_QUEUE: usize = 64;
+
+/// The current time on tokio's clock (paused in tests), as a std `Instant`.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// State shared by the driver and every handle, behind one mutex.
+pub(crate) struct Inner<A, T> {
+    pub(crate) core: Core<A, T>,
+    read_wakers: HashMap<LocalId, Waker>,
+    write_wakers: HashMap<LocalId, Waker>,
+    established_wakers: HashMap<LocalId, Waker>,
+    accept_waker: Option<Waker>,
+    plain_recv_waker: Option<Waker>,
+    plain_send_waker: Option<Waker>,
+    driver_waker: Option<Waker>,
+    pub(crate) plain_out: VecDeque<Transmit<A, T>>,
+    pub(crate) listener_taken: bool,
+    /// Set when the driver stopped (transport closed, failed, or `close()`).
+    pub(crate) closed: Option<String>,
+    close_requested: bool,
+}
+
+/// The shared handle on a client's state.
+pub(crate) struct Shared<A, T> {
+    inner: Mutex<Inner<A, T>>,
+}
+
+impl<A, T> Shared<A, T> {
+    /// Locks the state. A poisoned lock (a panic elsewhere) is taken over: the state
+    /// holds no invariant a panic could half-update across the lock.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner<A, T>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<A, T> Inner<A, T>
+where
+    A: Copy + Eq + std::hash::Hash + std::fmt::Debug,
+    T: Copy + Eq + std::hash::Hash + std::fmt::Debug,
+{
+    /// Wakes whoever waits for the events the core produced, and the driver.
+    pub(crate) fn dispatch(&mut self) {
+        while let Some(ev) = self.core.poll_event() {
+            let w = match ev {
+                Event::Incoming => self.accept_waker.take(),
+                Event::Readable(id) => self.read_wakers.remove(&id),
+                Event::Writable(id) => self.write_wakers.remove(&id),
+                Event::Established(id) => self.established_wakers.remove(&id),
+                Event::Plain => self.plain_recv_waker.take(),
+            };
+            if let Some(w) = w {
+                w.wake();
+            }
+        }
+        if let Some(w) = self.driver_waker.take() {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn register_read(&mut self, id: LocalId, w: &Waker) {
+        self.read_wakers.insert(id, w.clone());
+    }
+
+    pub(crate) fn register_write(&mut self, id: LocalId, w: &Waker) {
+        self.write_wakers.insert(id, w.clone());
+    }
+
+    pub(crate) fn register_established(&mut self, id: LocalId, w: &Waker) {
+        self.established_wakers.insert(id, w.clone());
+    }
+
+    pub(crate) fn register_accept(&mut self, w: &Waker) {
+        self.accept_waker = Some(w.clone());
+    }
+
+    pub(crate) fn register_plain_recv(&mut self, w: &Waker) {
+        self.plain_recv_waker = Some(w.clone());
+    }
+
+    pub(crate) fn forget(&mut self, id: LocalId) {
+        self.read_wakers.remove(&id);
+        self.write_wakers.remove(&id);
+        self.established_wakers.remove(&id);
+    }
+
+    /// Queues a plain message; `false` (and the waker kept) when the queue is full.
+    pub(crate) fn try_queue_plain(
+        &mut self,
+        t: Transmit<A, T>,
+        w: &Waker,
+    ) -> Result<(), Transmit<A, T>> {
+        if self.plain_out.len() >= PLAIN_SEND_QUEUE {
+            self.plain_send_waker = Some(w.clone());
+            return Err(t);
+        }
+        self.plain_out.push_back(t);
+        if let Some(w) = self.driver_waker.take() {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn request_close(&mut self) {
+        self.close_requested = true;
+        if let Some(w) = self.driver_waker.take() {
+            w.wake();
+        }
+    }
+
+    fn wake_everyone(&mut self) {
+        for (_, w) in self.read_wakers.drain() {
+            w.wake();
+        }
+        for (_, w) in self.write_wakers.drain() {
+            w.wake();
+        }
+        for (_, w) in self.established_wakers.drain() {
+            w.wake();
+        }
+        for w in [
+            self.accept_waker.take(),
+            self.plain_recv_waker.take(),
+            self.plain_send_waker.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            w.wake();
+        }
+    }
+}
+
+/// Creates the shared state for a core.
+pub(crate) fn shared<A, T>(core: Core<A, T>) -> Arc<Shared<A, T>> {
+    Arc::new(Shared {
+        inner: Mutex::new(Inner {
+            core,
+            read_wakers: HashMap::new(),
+            write_wakers: HashMap::new(),
+            established_wakers: HashMap::new(),
+            accept_waker: None,
+            plain_recv_waker: None,
+            plain_send_waker: None,
+            driver_waker: None,
+            plain_out: VecDeque::new(),
+            listener_taken: false,
+            closed: None,
+            close_requested: false,
+        }),
+    })
+}
+
+/// The router task of one client. Spawn it (or `.await` it) on a tokio runtime; it
+/// finishes when the transport closes, fails, or the client is closed.
+#[must_use = "the driver does nothing unless spawned or awaited"]
+pub struct Driver<Tr: Transport> {
+    transport: Tr,
+    shared: Arc<Shared<Tr::Address, Tr::SenderTag>>,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    armed: Option<Instant>,
+}
+
+impl<Tr: Transport> Driver<Tr> {
+    pub(crate) fn new(
+        transport: Tr,
+        cfg: MuxConfig,
+    ) -> (Self, Arc<Shared<Tr::Address, Tr::SenderTag>>) {
+        let shared = shared(Core::new(cfg));
+        let driver = Self {
+            transport,
+            shared: shared.clone(),
+            sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+            armed: None,
+        };
+        (driver, shared)
+    }
+
+    fn finish(
+        &mut self,
+        inner: &mut Inner<Tr::Address, Tr::SenderTag>,
+        why: String,
+    ) -> Poll<Result<(), TransportError>> {
+        tracing::debug!(why = %why, "multiplexer driver stopped");
+        inner.closed = Some(why);
+        inner.wake_everyone();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<Tr: Transport + Unpin> Future for Driver<Tr> {
+    type Output = Result<(), TransportError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let shared = this.shared.clone();
+        let mut inner = shared.lock();
+        inner.driver_waker = Some(cx.waker().clone());
+        if inner.closed.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if inner.close_requested {
+                return this.finish(&mut inner, "the client was closed".into());
+            }
+            let now = now();
+
+            // 1. Inbound messages, a batch at a time.
+            let mut handled = 0;
+            while handled < INBOUND_BATCH {
+                match this.transport.poll_recv(cx) {
+                    Poll::Ready(Some(msg)) => {
+                        inner.core.handle_inbound(now, msg);
+                        handled += 1;
+                    }
+                    Poll::Ready(None) => {
+                        return this.finish(&mut inner, "the network closed".into());
+                    }
+                    Poll::Pending => break,
+                }
+            }
+
+            // 2. Timers.
+            inner.core.handle_timeout(now);
+
+            // 3. Output, while the transport takes it.
+            loop {
+                match this.transport.poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => {
+                        return this.finish(&mut inner, format!("the network failed: {e}"));
+                    }
+                    Poll::Pending => break,
+                }
+                let next = match inner.plain_out.pop_front() {
+                    Some(t) => {
+                        if let Some(w) = inner.plain_send_waker.take() {
+                            w.wake();
+                        }
+                        Some(t)
+                    }
+                    None => {
+                        let transport = &this.transport;
+                        inner
+                            .core
+                            .poll_transmit(now, &|tag| transport.surbs_available(tag))
+                    }
+                };
+                let Some(t) = next else { break };
+                if let Err(e) = this.transport.send(t.to, t.payload, t.reply_surbs) {
+                    return this.finish(&mut inner, format!("the network refused a message: {e}"));
+                }
+            }
+
+            // 4. Wake the application.
+            let driver_waker = inner.driver_waker.take();
+            inner.dispatch();
+            inner.driver_waker = driver_waker;
+
+            if handled == INBOUND_BATCH {
+                // More may be waiting: let other tasks run first.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+
+            // 5. Arm the timer for the next deadline.
+            match inner.core.poll_timeout() {
+                Some(deadline) => {
+                    if this.armed != Some(deadline) {
+                        this.armed = Some(deadline);
+                        this.sleep
+                            .as_mut()
+                            .reset(tokio::time::Instant::from_std(deadline));
+                    }
+                    if this.sleep.as_mut().poll(cx).is_ready() {
+                        this.armed = None;
+                        continue;
+                    }
+                }
+                None => this.armed = None,
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
+/// Builds a plain-message transmit.
+pub(crate) fn plain_transmit<A, T>(
+    to: Destination<A, T>,
+    payload: Bytes,
+    reply_surbs: u32,
+) -> Transmit<A, T> {
+    Transmit {
+        to,
+        payload,
+        reply_surbs,
+    }
+}
+
+/// A received plain message, as the application sees it.
+pub type PlainMessage<T> = Inbound<T>;

@@ -1,0 +1,43 @@
+//! Errors of the multiplexer.
+
+use std::io;
+
+/// The detail inside the `io::Error`s that stream reads and writes return: a message
+/// saying what happened and, for resets and aborts, the peer's reason code.
+/// Get it back with [`reset_code`] or `err.get_ref()?.downcast_ref::<StreamError>()`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StreamError {
+    /// The reason code of a reset or an ordered abort, if this error comes from one.
+    pub code: Option<u32>,
+    message: String,
+}
+
+impl StreamError {
+    /// Wraps a message and optional code into an `io::Error` of the given kind.
+    pub(crate) fn io(kind: io::ErrorKind, code: Option<u32>, message: String) -> io::Error {
+        io::Error::new(kind, StreamError { code, message })
+    }
+}
+
+/// The reset or abort reason code carried by an error a stream returned, if any.
+pub fn reset_code(err: &io::Error) -> Option<u32> {
+    err.get_ref()?.downcast_ref::<StreamError>()?.code
+}
+
+/// Why a stream could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The client's router task is gone (the client was disconnected or its network
+    /// closed); connect a new client.
+    #[error(
+        "the multiplexer is closed (client disconnected or its network failed); connect again"
+    )]
+    Closed,
+    /// Every stream id we drew was in use; retry (practically unreachable with 64-bit ids).
+    #[error("could not find a free stream id after {attempts} attempts; retry")]
+    NoFreeId {
+        /// How many ids were tried.
+        attempts: u32,
+    },
+}

@@ -1,0 +1,71 @@
+//! Counters a stream and a client expose through plain structs.
+
+use std::time::Duration;
+
+/// Counters of one stream, read through the stream handle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamMetrics {
+    /// Application bytes accepted from the writer.
+    pub bytes_written: u64,
+    /// Application bytes handed to the reader.
+    pub bytes_read: u64,
+    /// Frames transmitted (including retransmissions and acks).
+    pub frames_sent: u64,
+    /// Frames received for this stream.
+    pub frames_received: u64,
+    /// Frames sent again after a timeout or a SACK gap.
+    pub retransmits: u64,
+    /// Data frames received twice (dropped).
+    pub duplicates: u64,
+    /// Data frames that arrived ahead of a gap and were buffered.
+    pub out_of_order: u64,
+    /// Acknowledgements sent (standalone or piggybacked).
+    pub acks_sent: u64,
+    /// Acknowledgements received.
+    pub acks_received: u64,
+    /// Acknowledgements that named sequence numbers never sent (ignored).
+    pub forged_acks: u64,
+    /// Reply SURBs attached to this stream's outbound messages.
+    pub surbs_attached: u64,
+    /// Times a write found no credit or send-buffer room and had to wait.
+    pub credit_stalls: u64,
+    /// Inbound frames refused because a buffer bound or budget was hit.
+    pub frames_refused: u64,
+    /// Smoothed round-trip time, once measured.
+    pub srtt: Option<Duration>,
+    /// Current retransmission timeout.
+    pub rto: Duration,
+}
+
+/// Counters of the whole client (all streams and the router).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientMetrics {
+    /// Streams opened by us.
+    pub streams_opened: u64,
+    /// Streams accepted from peers.
+    pub streams_accepted: u64,
+    /// `Open`s refused because the backlog or the inbound stream limit was full.
+    pub opens_refused: u64,
+    /// Duplicate `Open`s for a live stream (ignored, re-acknowledged).
+    pub duplicate_opens: u64,
+    /// Inbound messages that were not valid stream frames.
+    pub malformed_frames: u64,
+    /// Frames for a known stream id that came with the wrong sender tag (dropped).
+    pub wrong_sender: u64,
+    /// Frames for unknown streams that were dropped.
+    pub unknown_stream_frames: u64,
+    /// Frames held because they overtook their `Open`.
+    pub orphan_frames_held: u64,
+    /// Orphan frames dropped (bounds or age).
+    pub orphan_frames_dropped: u64,
+    /// Inbound frames refused because the client-wide inbound budget was spent.
+    pub budget_refusals: u64,
+    /// Non-stream messages passed to the plain-message channel.
+    pub plain_messages: u64,
+    /// Non-stream messages dropped because the plain-message queue was full.
+    pub plain_messages_dropped: u64,
+    /// Bytes currently buffered inbound across all streams.
+    pub inbound_bytes: u64,
+    /// Streams currently in the table.
+    pub live_streams: u64,
+}

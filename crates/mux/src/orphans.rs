@@ -1,0 +1,177 @@
+//! Data that overtook its `Open`: held per (sender tag, stream id), bounded in the
+//! number of ids, in frames per id and in age.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lp_frame::{StreamHeader, StreamId};
+
+/// One held frame.
+pub(crate) struct HeldFrame {
+    pub(crate) header: StreamHeader,
+    pub(crate) payload: Bytes,
+}
+
+struct Entry {
+    first_seen: Instant,
+    frames: Vec<HeldFrame>,
+}
+
+/// What happened to a frame offered to the orphan store.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum HoldOutcome {
+    /// Held until the `Open` arrives.
+    Held,
+    /// Dropped: a bound was hit.
+    Dropped,
+}
+
+/// The bounded orphan store.
+pub(crate) struct Orphans<T> {
+    entries: HashMap<(T, StreamId), Entry>,
+    max_streams: usize,
+    max_frames: usize,
+    ttl: Duration,
+    bytes: usize,
+}
+
+impl<T: Copy + Eq + Hash> Orphans<T> {
+    pub(crate) fn new(max_streams: usize, max_frames: usize, ttl: Duration) -> Self {
+        Self {
+            entries: HashMap::new(),
+            max_streams,
+            max_frames,
+            ttl,
+            bytes: 0,
+        }
+    }
+
+    /// Bytes currently held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Offers a frame; `budget` is what the client-wide inbound budget still allows.
+    pub(crate) fn hold(
+        &mut self,
+        key: (T, StreamId),
+        header: StreamHeader,
+        payload: Bytes,
+        now: Instant,
+        budget: usize,
+    ) -> HoldOutcome {
+        if payload.len() > budget {
+            return HoldOutcome::Dropped;
+        }
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.max_streams {
+            self.expire(now);
+            if self.entries.len() >= self.max_streams {
+                return HoldOutcome::Dropped;
+            }
+        }
+        let entry = self.entries.entry(key).or_insert_with(|| Entry {
+            first_seen: now,
+            frames: Vec::new(),
+        });
+        if entry.frames.len() >= self.max_frames {
+            return HoldOutcome::Dropped;
+        }
+        self.bytes += payload.len();
+        entry.frames.push(HeldFrame { header, payload });
+        HoldOutcome::Held
+    }
+
+    /// Takes the frames held for a stream whose `Open` just arrived.
+    pub(crate) fn take(&mut self, key: &(T, StreamId)) -> Vec<HeldFrame> {
+        match self.entries.remove(key) {
+            Some(e) => {
+                self.bytes -= e.frames.iter().map(|f| f.payload.len()).sum::<usize>();
+                e.frames
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Drops entries older than the time-to-live; returns how many frames went.
+    pub(crate) fn expire(&mut self, now: Instant) -> usize {
+        let ttl = self.ttl;
+        let mut dropped = 0;
+        let mut freed = 0;
+        self.entries.retain(|_, e| {
+            let keep = e.first_seen + ttl > now;
+            if !keep {
+                dropped += e.frames.len();
+                freed += e.frames.iter().map(|f| f.payload.len()).sum::<usize>();
+            }
+            keep
+        });
+        self.bytes -= freed;
+        dropped
+    }
+
+    /// When the oldest entry expires.
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        self.entries.values().map(|e| e.first_seen + self.ttl).min()
+    }
+
+    /// Number of stream ids with held frames.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lp_frame::MessageType;
+
+    fn hdr(id: u64, seq: u32) -> StreamHeader {
+        StreamHeader::new(StreamId::new(id), MessageType::Data, seq)
+    }
+
+    #[test]
+    fn bounds_on_streams_frames_and_age() {
+        let t0 = Instant::now();
+        let mut o = Orphans::<u8>::new(2, 3, Duration::from_secs(10));
+        let p = Bytes::from_static(b"abc");
+        for seq in 0..3 {
+            assert_eq!(
+                o.hold((1, StreamId::new(1)), hdr(1, seq), p.clone(), t0, 1 << 20),
+                HoldOutcome::Held
+            );
+        }
+        // Fourth frame for the same id: over the per-id bound.
+        assert_eq!(
+            o.hold((1, StreamId::new(1)), hdr(1, 3), p.clone(), t0, 1 << 20),
+            HoldOutcome::Dropped
+        );
+        assert_eq!(
+            o.hold((1, StreamId::new(2)), hdr(2, 0), p.clone(), t0, 1 << 20),
+            HoldOutcome::Held
+        );
+        // Third id: over the stream bound.
+        assert_eq!(
+            o.hold((1, StreamId::new(3)), hdr(3, 0), p.clone(), t0, 1 << 20),
+            HoldOutcome::Dropped
+        );
+        assert_eq!(o.bytes(), 12);
+        // Budget refuses.
+        assert_eq!(
+            o.hold((1, StreamId::new(2)), hdr(2, 1), p.clone(), t0, 2),
+            HoldOutcome::Dropped
+        );
+        // Age: after the ttl everything goes and a new id fits.
+        assert_eq!(o.expire(t0 + Duration::from_secs(10)), 4);
+        assert_eq!(o.bytes(), 0);
+        assert_eq!(o.len(), 0);
+        assert_eq!(
+            o.hold((1, StreamId::new(3)), hdr(3, 0), p, t0, 1 << 20),
+            HoldOutcome::Held
+        );
+        assert_eq!(o.take(&(1, StreamId::new(3))).len(), 1);
+        assert_eq!(o.bytes(), 0);
+    }
+}

@@ -1,0 +1,1200 @@
+//! The state machine of one stream: both directions, acknowledgements, credit,
+//! retransmission, close and reset. No I/O and no clock: time is passed in.
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use lp_frame::ext::{self, reset_code, Ack, Close, Reset, SackBlock};
+use lp_frame::{MessageType, StreamHeader, StreamId};
+use reorder::{InsertOutcome, ReorderBuffer, ReorderConfig, SendBuffer, SendConfig, Seq, SeqRange};
+
+use crate::config::MuxConfig;
+use crate::error::StreamError;
+use crate::metrics::StreamMetrics;
+use crate::rtt::RttEstimator;
+use crate::segment::Segment;
+use crate::transport::Destination;
+
+/// Credit an extended sender may use before the receiver's first acknowledgement.
+/// Every extended receiver must accept at least this much (see docs/PROTOCOL.md).
+pub const INITIAL_CREDIT: u64 = 64 * 1024;
+
+/// SURBs a replier reserves for its acknowledgements when it asks for more.
+const ACK_SURB_RESERVE: u32 = 4;
+
+/// What the peer turned out to speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PeerKind {
+    /// Not known yet (opener before the `OpenAck`).
+    Unknown,
+    /// Showed the extension capability.
+    Extended,
+    /// Reference format only.
+    Legacy,
+}
+
+/// Outcome of an application write.
+#[derive(Debug)]
+pub(crate) enum WriteOutcome {
+    /// This many bytes were taken.
+    Accepted(usize),
+    /// No room (credit or send buffer): wait for a writable event.
+    Blocked,
+    /// The write side cannot take bytes any more.
+    Failed(io::Error),
+}
+
+/// Outcome of an application read.
+#[derive(Debug)]
+pub(crate) enum ReadOutcome {
+    /// This many bytes were copied.
+    Data(usize),
+    /// End of stream.
+    Eof,
+    /// Nothing yet: wait for a readable event.
+    Pending,
+    /// The read side failed.
+    Failed(io::Error),
+}
+
+/// How the read side ended (after every byte before it was delivered).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ReadEnd {
+    /// Clean FIN.
+    Eof,
+    /// The peer dropped its write side without shutdown.
+    Aborted(u32),
+    /// A failure detected by us, delivered in order.
+    Failed(io::ErrorKind, String),
+}
+
+/// A reset, from either side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ResetInfo {
+    by_peer: bool,
+    code: u32,
+}
+
+/// A frame ready to go out.
+pub(crate) struct OutFrame {
+    pub(crate) payload: Bytes,
+    pub(crate) reply_surbs: u32,
+}
+
+/// The full state of one stream.
+pub(crate) struct StreamState<A, T> {
+    pub(crate) id: StreamId,
+    pub(crate) peer: Destination<A, T>,
+    pub(crate) span: tracing::Span,
+    local_extended: bool,
+    pub(crate) peer_kind: PeerKind,
+    fixed_surbs: Option<u32>,
+    frame_payload: usize,
+    window: u64,
+    send_limit: usize,
+    coalesce_delay: std::time::Duration,
+    ack_every: u32,
+    ack_delay: std::time::Duration,
+    max_retransmits: u32,
+    linger: std::time::Duration,
+    initial_surbs: u32,
+    surbs_per_message: u32,
+    max_surbs_per_message: u32,
+
+    // Opening.
+    established: bool,
+    need_open: bool,
+    open_sent_at: Option<Instant>,
+    open_tries: u32,
+    need_open_ack: bool,
+
+    // Send direction.
+    pending: BytesMut,
+    pending_since: Option<Instant>,
+    flush_requested: bool,
+    nodelay: bool,
+    send_buf: SendBuffer<Segment>,
+    retransmit_queue: VecDeque<Seq>,
+    send_offset: u64,
+    peer_max_data: u64,
+    shutdown_requested: bool,
+    abort_code: Option<u32>,
+    fin_seq: Option<Seq>,
+    write_done: bool,
+
+    // Receive direction.
+    reorder: ReorderBuffer<Segment>,
+    recv_queue: VecDeque<Bytes>,
+    recv_queued: usize,
+    consumed: u64,
+    advertised_max: u64,
+    read_end: Option<ReadEnd>,
+    discard_reads: bool,
+    ack_pending: bool,
+    ack_now: bool,
+    ack_deadline: Option<Instant>,
+    frames_since_ack: u32,
+    need_pong: Option<u32>,
+
+    // Abort.
+    reset: Option<ResetInfo>,
+    need_reset: Option<u32>,
+    write_error: Option<(io::ErrorKind, String)>,
+
+    // Surb policy (opener side): SURBs the replier asked for and has not been sent yet.
+    surbs_owed: u32,
+
+    // Life.
+    rtt: RttEstimator,
+    pub(crate) read_handle: bool,
+    pub(crate) write_handle: bool,
+    finished_at: Option<Instant>,
+    pub(crate) last_activity: Instant,
+    wake_read: bool,
+    wake_write: bool,
+    wake_established: bool,
+    pub(crate) metrics: StreamMetrics,
+    /// The deadline this stream is registered under in the core's timer heap.
+    pub(crate) scheduled: Option<Instant>,
+    /// Whether the stream sits in the core's ready queue.
+    pub(crate) in_ready: bool,
+}
+
+impl<A: Copy, T: Copy> StreamState<A, T> {
+    fn new(
+        id: StreamId,
+        peer: Destination<A, T>,
+        peer_kind: PeerKind,
+        now: Instant,
+        cfg: &MuxConfig,
+    ) -> Self {
+        let local_extended = !cfg.legacy_mode;
+        let window = u64::from(cfg.receive_window).max(INITIAL_CREDIT);
+        let reorder_cfg = ReorderConfig {
+            max_items: (window as usize / 64).max(64),
+            max_bytes: window as usize,
+            max_distance: ((window as usize / 64).max(64)) as u32,
+        };
+        let direction = match peer {
+            Destination::Address(_) => "out",
+            Destination::Reply(_) => "in",
+        };
+        let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
+        let mut s = Self {
+            id,
+            peer,
+            span: tracing::debug_span!("stream", id = %id, dir = direction),
+            local_extended,
+            peer_kind,
+            fixed_surbs: None,
+            frame_payload: cfg.frame_payload(),
+            window,
+            send_limit: cfg.send_buffer.max(cfg.frame_payload()),
+            coalesce_delay: cfg.coalesce_delay,
+            ack_every: cfg.ack_every.max(1),
+            ack_delay: cfg.ack_delay,
+            max_retransmits: cfg.max_retransmits.max(1),
+            linger: cfg.linger,
+            initial_surbs: cfg.initial_surbs,
+            surbs_per_message: cfg.surbs_per_message,
+            max_surbs_per_message: cfg.max_surbs_per_message,
+            established: false,
+            need_open: false,
+            open_sent_at: None,
+            open_tries: 0,
+            need_open_ack: false,
+            pending: BytesMut::new(),
+            pending_since: None,
+            flush_requested: false,
+            nodelay: cfg.nodelay,
+            send_buf: SendBuffer::new(Seq::new(0), SendConfig::default()),
+            retransmit_queue: VecDeque::new(),
+            send_offset: 0,
+            peer_max_data: 0,
+            shutdown_requested: false,
+            abort_code: None,
+            fin_seq: None,
+            write_done: false,
+            reorder: ReorderBuffer::new(Seq::new(0), reorder_cfg),
+            recv_queue: VecDeque::new(),
+            recv_queued: 0,
+            consumed: 0,
+            advertised_max: window,
+            read_end: None,
+            discard_reads: false,
+            ack_pending: false,
+            ack_now: false,
+            ack_deadline: None,
+            frames_since_ack: 0,
+            need_pong: None,
+            reset: None,
+            need_reset: None,
+            write_error: None,
+            surbs_owed: 0,
+            rtt,
+            read_handle: true,
+            write_handle: true,
+            finished_at: None,
+            last_activity: now,
+            wake_read: false,
+            wake_write: false,
+            wake_established: false,
+            metrics: StreamMetrics::default(),
+            scheduled: None,
+            in_ready: false,
+        };
+        s.peer_max_data = s.initial_credit();
+        s
+    }
+
+    /// A stream we open towards `to`; the `Open` goes out on the next transmit.
+    pub(crate) fn new_outbound(
+        id: StreamId,
+        to: A,
+        fixed_surbs: Option<u32>,
+        now: Instant,
+        cfg: &MuxConfig,
+    ) -> Self {
+        let kind = if cfg.legacy_mode {
+            PeerKind::Legacy
+        } else {
+            PeerKind::Unknown
+        };
+        let mut s = Self::new(id, Destination::Address(to), kind, now, cfg);
+        s.fixed_surbs = fixed_surbs;
+        s.need_open = true;
+        s
+    }
+
+    /// A stream a peer opened through `tag`; the `OpenAck` goes out on the next transmit.
+    pub(crate) fn new_inbound(
+        id: StreamId,
+        tag: T,
+        peer_extended: bool,
+        now: Instant,
+        cfg: &MuxConfig,
+    ) -> Self {
+        let kind = if peer_extended && !cfg.legacy_mode {
+            PeerKind::Extended
+        } else {
+            PeerKind::Legacy
+        };
+        let mut s = Self::new(id, Destination::Reply(tag), kind, now, cfg);
+        s.established = true;
+        s.need_open_ack = true;
+        s
+    }
+
+    fn initial_credit(&self) -> u64 {
+        if self.peer_kind == PeerKind::Legacy {
+            u64::MAX
+        } else {
+            INITIAL_CREDIT
+        }
+    }
+
+    /// Extended behaviour only once both sides showed it.
+    fn extended(&self) -> bool {
+        self.local_extended && self.peer_kind == PeerKind::Extended
+    }
+
+    /// Whether sent frames are kept for retransmission.
+    fn reliable(&self) -> bool {
+        self.local_extended && self.peer_kind != PeerKind::Legacy
+    }
+
+    pub(crate) fn is_outbound(&self) -> bool {
+        matches!(self.peer, Destination::Address(_))
+    }
+
+    pub(crate) fn is_established(&self) -> bool {
+        self.established
+    }
+
+    /// The error `wait_established` reports, if the stream died before establishment.
+    pub(crate) fn establish_error(&self) -> Option<io::Error> {
+        if self.established {
+            return None;
+        }
+        if let Some(r) = self.reset {
+            return Some(reset_error(r, "establishing"));
+        }
+        self.write_error
+            .as_ref()
+            .map(|(k, m)| StreamError::io(*k, None, m.clone()))
+    }
+
+    pub(crate) fn metrics(&self) -> StreamMetrics {
+        let mut m = self.metrics;
+        m.srtt = self.rtt.srtt();
+        m.rto = self.rtt.rto();
+        m
+    }
+
+    pub(crate) fn inbound_bytes(&self) -> usize {
+        self.recv_queued + self.reorder.buffered_bytes()
+    }
+
+    pub(crate) fn take_wakes(&mut self) -> (bool, bool, bool) {
+        let w = (self.wake_read, self.wake_write, self.wake_established);
+        self.wake_read = false;
+        self.wake_write = false;
+        self.wake_established = false;
+        w
+    }
+
+    fn wake_all(&mut self) {
+        self.wake_read = true;
+        self.wake_write = true;
+        self.wake_established = true;
+    }
+
+    // ----- application actions -------------------------------------------------
+
+    pub(crate) fn set_nodelay(&mut self, nodelay: bool) {
+        self.nodelay = nodelay;
+    }
+
+    pub(crate) fn write(&mut self, data: &[u8], now: Instant) -> WriteOutcome {
+        if let Some(r) = self.reset {
+            return WriteOutcome::Failed(if r.by_peer {
+                StreamError::io(
+                    io::ErrorKind::BrokenPipe,
+                    Some(r.code),
+                    format!(
+                        "stream {} was reset by the peer (code {}); open a new stream",
+                        self.id, r.code
+                    ),
+                )
+            } else {
+                reset_error(r, "writing")
+            });
+        }
+        if let Some((kind, msg)) = &self.write_error {
+            return WriteOutcome::Failed(StreamError::io(*kind, None, msg.clone()));
+        }
+        if self.shutdown_requested || self.fin_seq.is_some() {
+            return WriteOutcome::Failed(StreamError::io(
+                io::ErrorKind::BrokenPipe,
+                None,
+                format!(
+                    "stream {}: write after shutdown of the write side; the stream only reads now",
+                    self.id
+                ),
+            ));
+        }
+        if data.is_empty() {
+            return WriteOutcome::Accepted(0);
+        }
+        let buffered = self.send_buf.unacked_bytes() + self.pending.len();
+        let room = self.send_limit.saturating_sub(buffered) as u64;
+        let framed_end = self.send_offset + self.pending.len() as u64;
+        let credit = self.peer_max_data.saturating_sub(framed_end);
+        let n = (data.len() as u64).min(room).min(credit) as usize;
+        if n == 0 {
+            self.metrics.credit_stalls += 1;
+            return WriteOutcome::Blocked;
+        }
+        self.pending.extend_from_slice(&data[..n]);
+        if self.pending_since.is_none() {
+            self.pending_since = Some(now);
+        }
+        self.metrics.bytes_written += n as u64;
+        WriteOutcome::Accepted(n)
+    }
+
+    pub(crate) fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            self.flush_requested = true;
+        }
+    }
+
+    /// Whether everything written so far has left the stream's coalescing buffer.
+    pub(crate) fn flushed(&self) -> bool {
+        self.pending.is_empty() || self.reset.is_some() || self.write_error.is_some()
+    }
+
+    pub(crate) fn shutdown(&mut self) {
+        if self.reset.is_none() && self.write_error.is_none() {
+            self.shutdown_requested = true;
+        }
+    }
+
+    /// Whether the FIN went out (or, with a reference peer, the write side is over).
+    pub(crate) fn shutdown_complete(&self) -> bool {
+        self.fin_seq.is_some()
+            || self.write_done
+            || self.reset.is_some()
+            || self.write_error.is_some()
+    }
+
+    pub(crate) fn reset(&mut self, code: u32) {
+        if self.reset.is_some() {
+            return;
+        }
+        self.reset = Some(ResetInfo {
+            by_peer: false,
+            code,
+        });
+        if self.local_extended && self.peer_kind != PeerKind::Legacy {
+            self.need_reset = Some(code);
+        }
+        self.discard_all();
+        self.wake_all();
+    }
+
+    fn discard_all(&mut self) {
+        self.pending.clear();
+        self.retransmit_queue.clear();
+        let next = self.send_buf.next_seq();
+        let now = self.last_activity;
+        let _ = self.send_buf.on_ack(next, &[], now);
+        while self.reorder.pop().is_some() {}
+        self.recv_queue.clear();
+        self.recv_queued = 0;
+        self.ack_pending = false;
+        self.ack_now = false;
+        self.write_done = true;
+    }
+
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        if let Some(r) = self.reset {
+            return ReadOutcome::Failed(reset_error(r, "reading"));
+        }
+        if buf.is_empty() {
+            return ReadOutcome::Data(0);
+        }
+        let mut n = 0;
+        while n < buf.len() {
+            let Some(front) = self.recv_queue.front_mut() else {
+                break;
+            };
+            let take = front.len().min(buf.len() - n);
+            buf[n..n + take].copy_from_slice(&front[..take]);
+            let _ = front.split_to(take);
+            if front.is_empty() {
+                self.recv_queue.pop_front();
+            }
+            n += take;
+        }
+        if n > 0 {
+            self.on_consumed(n);
+            return ReadOutcome::Data(n);
+        }
+        self.read_end_outcome()
+    }
+
+    /// One chunk as it arrived (for `recv()`).
+    pub(crate) fn read_chunk(&mut self) -> Result<Option<Bytes>, ReadOutcome> {
+        if let Some(r) = self.reset {
+            return Err(ReadOutcome::Failed(reset_error(r, "reading")));
+        }
+        if let Some(chunk) = self.recv_queue.pop_front() {
+            self.on_consumed(chunk.len());
+            return Ok(Some(chunk));
+        }
+        match self.read_end_outcome() {
+            ReadOutcome::Eof => Ok(None),
+            other => Err(other),
+        }
+    }
+
+    fn read_end_outcome(&self) -> ReadOutcome {
+        match &self.read_end {
+            None => ReadOutcome::Pending,
+            Some(ReadEnd::Eof) => ReadOutcome::Eof,
+            Some(ReadEnd::Aborted(code)) => ReadOutcome::Failed(StreamError::io(
+                io::ErrorKind::ConnectionAborted,
+                Some(*code),
+                format!(
+                    "stream {}: the peer dropped its end without shutting it down (code {code}); \
+                     every byte it wrote was delivered, but the data may be incomplete",
+                    self.id
+                ),
+            )),
+            Some(ReadEnd::Failed(kind, msg)) => {
+                ReadOutcome::Failed(StreamError::io(*kind, None, msg.clone()))
+            }
+        }
+    }
+
+    fn on_consumed(&mut self, n: usize) {
+        self.recv_queued -= n;
+        self.consumed += n as u64;
+        self.metrics.bytes_read += n as u64;
+        // Reopen the window once half of it was read since the last advertisement.
+        let new_max = self.consumed + self.window;
+        if self.extended() && new_max.saturating_sub(self.advertised_max) >= self.window / 2 {
+            self.ack_pending = true;
+            self.ack_now = true;
+        }
+    }
+
+    /// The application dropped one or both halves of its handle.
+    pub(crate) fn drop_handle(&mut self, read: bool, write: bool) {
+        if write && self.write_handle {
+            self.write_handle = false;
+            if !self.shutdown_requested && self.reset.is_none() && self.write_error.is_none() {
+                // Abortive close ordered after the data: everything written is still
+                // delivered, then the peer's read fails instead of seeing EOF.
+                self.shutdown_requested = true;
+                self.abort_code = Some(reset_code::CANCELLED);
+            }
+        }
+        if read && self.read_handle {
+            self.read_handle = false;
+            self.discard_reads = true;
+            let dropped = self.recv_queued;
+            self.recv_queue.clear();
+            self.recv_queued = 0;
+            self.consumed += dropped as u64;
+        }
+    }
+
+    // ----- inbound frames -------------------------------------------------------
+
+    /// Handles one frame for this stream. `budget` is what the client-wide inbound
+    /// budget still allows. Returns the change in buffered inbound bytes.
+    pub(crate) fn on_frame(
+        &mut self,
+        header: &StreamHeader,
+        payload: Bytes,
+        now: Instant,
+        budget: usize,
+    ) -> isize {
+        let _enter = self.span.clone().entered();
+        self.last_activity = now;
+        self.metrics.frames_received += 1;
+        let before = self.inbound_bytes() as isize;
+        if self.reset.is_some() {
+            return 0;
+        }
+        match header.msg_type {
+            MessageType::Open => {
+                // Duplicate Open for a live stream: answer it again, nothing else.
+                if !self.is_outbound() {
+                    self.need_open_ack = true;
+                }
+            }
+            MessageType::OpenAck => self.on_open_ack(header.reserved, now),
+            MessageType::Data | MessageType::Close => {
+                if self.is_outbound() && !self.established {
+                    // Data from the listener proves it saw our Open; the OpenAck
+                    // (which tells us its capabilities) may still be on its way.
+                    self.established = true;
+                    self.wake_established = true;
+                }
+                let mut body = payload;
+                if header.reserved & ext::FLAG_ACK != 0 && self.local_extended {
+                    match Ack::parse(&body) {
+                        Ok((ack, used)) => {
+                            self.on_ack(&ack, now);
+                            let _ = body.split_to(used);
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "malformed piggybacked ack; frame dropped");
+                            return 0;
+                        }
+                    }
+                }
+                let seg = if header.msg_type == MessageType::Data {
+                    Segment::Data(body)
+                } else if !self.local_extended {
+                    return 0;
+                } else {
+                    match Close::parse(&body) {
+                        Ok(c) => Segment::Fin(c.error_code),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "malformed close; frame dropped");
+                            return 0;
+                        }
+                    }
+                };
+                self.on_segment(Seq::new(header.seq), seg, now, budget);
+            }
+            MessageType::Ping => self.need_pong = Some(header.seq),
+            MessageType::Pong => {}
+            MessageType::Reset => {
+                if self.local_extended {
+                    if let Ok(r) = Reset::parse(&payload) {
+                        self.on_peer_reset(r.code);
+                    }
+                }
+            }
+            MessageType::Ack => {
+                if self.local_extended {
+                    match Ack::parse(&payload) {
+                        Ok((ack, _)) => self.on_ack(&ack, now),
+                        Err(e) => tracing::debug!(error = %e, "malformed ack dropped"),
+                    }
+                }
+            }
+        }
+        self.inbound_bytes() as isize - before
+    }
+
+    fn on_open_ack(&mut self, reserved: u8, _now: Instant) {
+        if !self.is_outbound() {
+            return;
+        }
+        if self.peer_kind == PeerKind::Unknown {
+            if reserved & ext::CAP_EXTENDED != 0 {
+                self.peer_kind = PeerKind::Extended;
+            } else {
+                self.become_legacy();
+            }
+        }
+        if !self.established {
+            self.established = true;
+            self.wake_established = true;
+        }
+        self.need_open = false;
+    }
+
+    /// The peer speaks only the reference format: stop keeping frames for
+    /// retransmission and stop waiting for credit.
+    fn become_legacy(&mut self) {
+        tracing::debug!("peer is a reference-format peer");
+        self.peer_kind = PeerKind::Legacy;
+        let next = self.send_buf.next_seq();
+        let _ = self.send_buf.on_ack(next, &[], self.last_activity);
+        self.retransmit_queue.clear();
+        self.peer_max_data = u64::MAX;
+        self.wake_write = true;
+    }
+
+    fn on_segment(&mut self, seq: Seq, seg: Segment, now: Instant, budget: usize) {
+        let len = reorder::ByteLen::byte_len(&seg);
+        let slack = self.frame_payload;
+        if len > 0 && (len > budget || self.inbound_bytes() + len > self.window as usize + slack) {
+            self.metrics.frames_refused += 1;
+            if self.peer_kind == PeerKind::Legacy && !self.discard_reads {
+                self.fail_read(
+                    io::ErrorKind::InvalidData,
+                    "the peer sent more than the receive buffer holds and cannot retransmit",
+                );
+            }
+            return;
+        }
+        let outcome = self.reorder.insert(seq, seg);
+        match outcome {
+            InsertOutcome::InOrder => {
+                self.drain_in_order(now);
+            }
+            InsertOutcome::Buffered => {
+                self.metrics.out_of_order += 1;
+                self.ack_pending = true;
+                self.ack_now = true;
+            }
+            InsertOutcome::Duplicate | InsertOutcome::TooOld => {
+                self.metrics.duplicates += 1;
+                // Our ack may have been lost: repeat it.
+                self.ack_pending = true;
+                self.ack_now = true;
+            }
+            InsertOutcome::BeyondWindow | InsertOutcome::OverCapacity => {
+                self.metrics.frames_refused += 1;
+                if self.peer_kind == PeerKind::Legacy {
+                    self.fail_read(
+                        io::ErrorKind::InvalidData,
+                        "a gap in the peer's sequence numbers outgrew the reorder buffer; \
+                         a reference peer does not retransmit, so the stream cannot continue",
+                    );
+                }
+            }
+        }
+    }
+
+    fn drain_in_order(&mut self, now: Instant) {
+        while let Some((_, seg)) = self.reorder.pop() {
+            self.frames_since_ack += 1;
+            match seg {
+                Segment::Data(b) => {
+                    if b.is_empty() {
+                        continue;
+                    }
+                    if self.discard_reads {
+                        self.consumed += b.len() as u64;
+                    } else {
+                        self.recv_queued += b.len();
+                        self.recv_queue.push_back(b);
+                    }
+                    self.wake_read = true;
+                }
+                Segment::Fin(code) => {
+                    if self.read_end.is_none() {
+                        self.read_end = Some(match code {
+                            None => ReadEnd::Eof,
+                            Some(c) => ReadEnd::Aborted(c),
+                        });
+                    }
+                    self.wake_read = true;
+                    self.ack_now = true;
+                }
+            }
+        }
+        if self.extended() || self.peer_kind == PeerKind::Unknown {
+            self.ack_pending = true;
+            if self.frames_since_ack >= self.ack_every {
+                self.ack_now = true;
+            } else if self.ack_deadline.is_none() {
+                self.ack_deadline = Some(now + self.ack_delay);
+            }
+        }
+    }
+
+    fn fail_read(&mut self, kind: io::ErrorKind, why: &str) {
+        if self.read_end.is_none() {
+            self.read_end = Some(ReadEnd::Failed(kind, format!("stream {}: {why}", self.id)));
+            self.wake_read = true;
+        }
+    }
+
+    fn on_peer_reset(&mut self, code: u32) {
+        tracing::debug!(code, "reset by peer");
+        self.reset = Some(ResetInfo {
+            by_peer: true,
+            code,
+        });
+        self.discard_all();
+        self.wake_all();
+    }
+
+    fn on_ack(&mut self, ack: &Ack, now: Instant) {
+        self.metrics.acks_received += 1;
+        if self.peer_kind == PeerKind::Unknown {
+            // Only an extended peer sends acks.
+            self.peer_kind = PeerKind::Extended;
+        }
+        let sack: Vec<SeqRange> = ack
+            .sack()
+            .iter()
+            .map(|b| SeqRange {
+                start: Seq::new(b.start),
+                end: Seq::new(b.end),
+            })
+            .collect();
+        let out = self.send_buf.on_ack(Seq::new(ack.cumulative), &sack, now);
+        if out.invalid {
+            self.metrics.forged_acks += 1;
+            tracing::debug!(cumulative = ack.cumulative, "ack for unsent data ignored");
+            return;
+        }
+        if let Some(sample) = out.rtt_sample {
+            self.rtt.on_sample(sample);
+        }
+        for seq in out.fast_retransmit {
+            self.retransmit_queue.push_back(seq);
+        }
+        if ack.max_data > self.peer_max_data {
+            self.peer_max_data = ack.max_data;
+            self.wake_write = true;
+        }
+        if self.is_outbound() {
+            self.surbs_owed = u32::from(ack.surbs_wanted);
+        }
+        if out.newly_acked_frames > 0 {
+            self.wake_write = true;
+        }
+        if let Some(fin) = self.fin_seq {
+            if self.send_buf.is_empty() && !self.write_done {
+                tracing::trace!(fin = fin.get(), "final frame acknowledged");
+                self.write_done = true;
+            }
+        }
+    }
+
+    // ----- timers ---------------------------------------------------------------
+
+    /// The earliest instant after `now` at which this stream has timed work. Work that
+    /// is already due sits in the ready queue (see [`Self::wants_transmit`]) instead.
+    pub(crate) fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        let mut d: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>, only_future: bool| {
+            if let Some(t) = t {
+                if !only_future || t > now {
+                    d = Some(d.map_or(t, |x| x.min(t)));
+                }
+            }
+        };
+        if !self.pending.is_empty() {
+            consider(self.pending_since.map(|t| t + self.coalesce_delay), true);
+        }
+        if self.ack_pending && !self.ack_now {
+            consider(self.ack_deadline, true);
+        }
+        if self.reliable() && self.reset.is_none() && self.retransmit_queue.is_empty() {
+            consider(
+                self.send_buf
+                    .earliest_send_time()
+                    .map(|t| t + self.rtt.rto()),
+                false,
+            );
+        }
+        if !self.need_open && !self.established && self.reset.is_none() {
+            consider(self.open_sent_at.map(|at| at + self.rtt.rto()), false);
+        }
+        consider(self.finished_at.map(|t| t + self.linger), false);
+        d
+    }
+
+    fn ack_due(&self, now: Instant) -> bool {
+        self.ack_pending && (self.ack_now || self.ack_deadline.is_some_and(|d| d <= now))
+    }
+
+    pub(crate) fn on_timeout(&mut self, now: Instant) {
+        let _enter = self.span.clone().entered();
+        if self.reset.is_some() {
+            return;
+        }
+        if let (Some(at), false) = (self.open_sent_at, self.established) {
+            if !self.need_open && at + self.rtt.rto() <= now {
+                if self.open_tries >= self.max_retransmits {
+                    self.fail_timeout("the peer never answered the Open");
+                    return;
+                }
+                self.rtt.on_timeout();
+                self.need_open = true;
+            }
+        }
+        if self.ack_pending {
+            if let Some(d) = self.ack_deadline {
+                if d <= now {
+                    self.ack_now = true;
+                }
+            }
+        }
+        if self.reliable() {
+            let rto = self.rtt.rto();
+            if let Some(earliest) = self.send_buf.earliest_send_time() {
+                if earliest + rto <= now {
+                    let expired = self.send_buf.expired(now - rto);
+                    for seq in expired {
+                        if self.send_buf.retransmits(seq).unwrap_or(0) >= self.max_retransmits {
+                            self.fail_timeout("a frame was not acknowledged after the maximum number of retransmissions");
+                            return;
+                        }
+                        if !self.retransmit_queue.contains(&seq) {
+                            self.retransmit_queue.push_back(seq);
+                        }
+                    }
+                    self.rtt.on_timeout();
+                }
+            }
+        }
+    }
+
+    fn fail_timeout(&mut self, why: &str) {
+        tracing::debug!(why, "stream timed out");
+        let msg = format!("stream {}: {why}; the peer is unreachable or gone", self.id);
+        self.write_error = Some((io::ErrorKind::TimedOut, msg.clone()));
+        if self.read_end.is_none() {
+            self.read_end = Some(ReadEnd::Failed(io::ErrorKind::TimedOut, msg));
+        }
+        self.pending.clear();
+        self.retransmit_queue.clear();
+        let next = self.send_buf.next_seq();
+        let _ = self.send_buf.on_ack(next, &[], self.last_activity);
+        self.write_done = true;
+        self.need_open = false;
+        self.wake_all();
+    }
+
+    // ----- outbound frames ------------------------------------------------------
+
+    fn data_sendable(&self, now: Instant) -> bool {
+        if self.pending.is_empty() || self.need_open {
+            return false;
+        }
+        self.pending.len() >= self.frame_payload
+            || self.nodelay
+            || self.flush_requested
+            || self.shutdown_requested
+            || self
+                .pending_since
+                .is_some_and(|t| t + self.coalesce_delay <= now)
+    }
+
+    fn fin_sendable(&self) -> bool {
+        self.shutdown_requested
+            && self.fin_seq.is_none()
+            && self.pending.is_empty()
+            && !self.write_done
+            && !self.need_open
+    }
+
+    fn surbs_wanted(&self) -> bool {
+        self.is_outbound() && self.surbs_owed > 0 && self.fixed_surbs.is_none()
+    }
+
+    /// Whether `poll_transmit` has something to send now.
+    pub(crate) fn wants_transmit(&self, now: Instant) -> bool {
+        if self.need_reset.is_some() {
+            return true;
+        }
+        if self.reset.is_some() {
+            return false;
+        }
+        self.need_open
+            || self.need_open_ack
+            || self.need_pong.is_some()
+            || !self.retransmit_queue.is_empty()
+            || self.data_sendable(now)
+            || self.fin_sendable()
+            || (self.ack_due(now) && self.extended())
+            || (self.surbs_wanted() && self.extended())
+    }
+
+    /// Whether the stream can leave the table.
+    pub(crate) fn removable(&mut self, now: Instant) -> bool {
+        if self.read_handle || self.write_handle {
+            return false;
+        }
+        if self.reset.is_some() {
+            return self.need_reset.is_none();
+        }
+        let write_finished = self.write_done;
+        let read_finished = self.read_end.is_some()
+            || self.peer_kind == PeerKind::Legacy
+            || (self.discard_reads && write_finished);
+        if !(write_finished && read_finished) || self.wants_transmit(now) {
+            return false;
+        }
+        if self.read_end.is_none() && self.extended() {
+            // We stop reading but the peer may still write: tell it to stop.
+            self.need_reset = Some(reset_code::CANCELLED);
+            self.reset = Some(ResetInfo {
+                by_peer: false,
+                code: reset_code::CANCELLED,
+            });
+            return false;
+        }
+        if !self.extended() {
+            return true;
+        }
+        let at = *self.finished_at.get_or_insert(now);
+        at + self.linger <= now
+    }
+
+    fn surbs_for(&mut self, first: bool) -> u32 {
+        let Destination::Address(_) = self.peer else {
+            return 0;
+        };
+        if let Some(k) = self.fixed_surbs {
+            return k;
+        }
+        let base = if first {
+            self.initial_surbs
+        } else {
+            self.surbs_per_message
+        };
+        let k = (base + self.surbs_owed).min(self.max_surbs_per_message.max(base));
+        self.surbs_owed = self.surbs_owed.saturating_sub(k.saturating_sub(base));
+        k
+    }
+
+    /// How many more SURBs we (the replier) ask the opener for.
+    fn surb_request(&self, stock: Option<u32>) -> u16 {
+        if self.is_outbound() {
+            return 0;
+        }
+        let bytes = self.pending.len() + self.retransmit_queue.len() * self.frame_payload;
+        let need = bytes.div_ceil(self.frame_payload) as u32 + ACK_SURB_RESERVE;
+        let want = need.saturating_sub(stock.unwrap_or(0));
+        want.min(u32::from(u16::MAX)) as u16
+    }
+
+    fn build_ack(&mut self, stock: Option<u32>) -> Ack {
+        let max_data = self.consumed + self.window;
+        let mut ack = Ack::new(
+            self.reorder.cumulative_ack().get(),
+            max_data,
+            self.surb_request(stock),
+        );
+        for r in self.reorder.sack_ranges(ext::MAX_SACK_BLOCKS) {
+            ack.push_sack(SackBlock {
+                start: r.start.get(),
+                end: r.end.get(),
+            });
+        }
+        self.advertised_max = max_data;
+        self.ack_pending = false;
+        self.ack_now = false;
+        self.ack_deadline = None;
+        self.frames_since_ack = 0;
+        self.metrics.acks_sent += 1;
+        ack
+    }
+
+    fn header(&self, t: MessageType, seq: u32) -> StreamHeader {
+        StreamHeader::new(self.id, t, seq)
+    }
+
+    fn finish(&mut self, payload: Bytes, surbs: u32) -> OutFrame {
+        self.metrics.frames_sent += 1;
+        self.metrics.surbs_attached += u64::from(surbs);
+        OutFrame {
+            payload,
+            reply_surbs: surbs,
+        }
+    }
+
+    /// The next frame this stream wants to send, if any.
+    pub(crate) fn poll_transmit(&mut self, now: Instant, stock: Option<u32>) -> Option<OutFrame> {
+        let _enter = self.span.clone().entered();
+        if let Some(code) = self.need_reset.take() {
+            let mut buf = BytesMut::with_capacity(lp_frame::HEADER_LEN + 4);
+            buf.put_slice(&self.header(MessageType::Reset, 0).to_bytes());
+            Reset { code }.encode(&mut buf);
+            let surbs = self.surbs_for(false).min(1);
+            return Some(self.finish(buf.freeze(), surbs));
+        }
+        if self.reset.is_some() {
+            return None;
+        }
+        if self.need_open {
+            self.need_open = false;
+            self.open_tries += 1;
+            self.open_sent_at = Some(now);
+            let reserved = if self.local_extended {
+                ext::CAP_EXTENDED
+            } else {
+                0
+            };
+            let hdr = self.header(MessageType::Open, 0).with_reserved(reserved);
+            let surbs = self.surbs_for(true);
+            return Some(self.finish(Bytes::copy_from_slice(&hdr.to_bytes()), surbs));
+        }
+        if self.need_open_ack {
+            self.need_open_ack = false;
+            let reserved = if self.extended() {
+                ext::CAP_EXTENDED
+            } else {
+                0
+            };
+            let hdr = self.header(MessageType::OpenAck, 0).with_reserved(reserved);
+            return Some(self.finish(Bytes::copy_from_slice(&hdr.to_bytes()), 0));
+        }
+        if let Some(nonce) = self.need_pong.take() {
+            let hdr = self.header(MessageType::Pong, nonce);
+            let surbs = self.surbs_for(false);
+            return Some(self.finish(Bytes::copy_from_slice(&hdr.to_bytes()), surbs));
+        }
+        while let Some(seq) = self.retransmit_queue.pop_front() {
+            let Some(seg) = self.send_buf.get(seq).cloned() else {
+                continue;
+            };
+            self.send_buf.mark_retransmitted(seq, now);
+            self.metrics.retransmits += 1;
+            tracing::trace!(seq = seq.get(), "retransmit");
+            let frame = self.encode_segment(seq, &seg, stock);
+            let surbs = self.surbs_for(false);
+            return Some(self.finish(frame, surbs));
+        }
+        if self.data_sendable(now) {
+            let ack_room = if self.extended() && self.ack_pending {
+                self.ack_max_len()
+            } else {
+                0
+            };
+            let n = self.pending.len().min(self.frame_payload - ack_room);
+            let chunk = self.pending.split_to(n).freeze();
+            if self.pending.is_empty() {
+                self.pending_since = None;
+                self.flush_requested = false;
+            } else if !self.flush_requested {
+                self.pending_since = Some(now);
+            }
+            self.send_offset += n as u64;
+            let seg = Segment::Data(chunk);
+            let seq = self.send_buf.push(seg.clone(), now);
+            let frame = self.encode_segment(seq, &seg, stock);
+            if !self.reliable() {
+                let next = self.send_buf.next_seq();
+                let _ = self.send_buf.on_ack(next, &[], now);
+            }
+            let surbs = self.surbs_for(false);
+            return Some(self.finish(frame, surbs));
+        }
+        if self.fin_sendable() {
+            if !self.local_extended || self.peer_kind == PeerKind::Legacy {
+                // A reference peer has no FIN: the write side simply ends.
+                self.write_done = true;
+                self.fin_seq = Some(self.send_buf.next_seq());
+                return None;
+            }
+            let seg = Segment::Fin(self.abort_code);
+            let seq = self.send_buf.push(seg.clone(), now);
+            self.fin_seq = Some(seq);
+            let frame = self.encode_segment(seq, &seg, stock);
+            let surbs = self.surbs_for(false);
+            return Some(self.finish(frame, surbs));
+        }
+        if self.extended() && (self.ack_due(now) || self.surbs_wanted()) {
+            let ack = self.build_ack(stock);
+            let mut buf = BytesMut::with_capacity(lp_frame::HEADER_LEN + ack.encoded_len());
+            buf.put_slice(&self.header(MessageType::Ack, 0).to_bytes());
+            ack.encode(&mut buf);
+            let surbs = self.surbs_for(false);
+            return Some(self.finish(buf.freeze(), surbs));
+        }
+        None
+    }
+
+    fn ack_max_len(&self) -> usize {
+        Ack::new(0, 0, 0).encoded_len() + 8 * ext::MAX_SACK_BLOCKS
+    }
+
+    /// Encodes a Data or Close frame, piggybacking a pending ack when both sides
+    /// speak the extensions.
+    fn encode_segment(&mut self, seq: Seq, seg: &Segment, stock: Option<u32>) -> Bytes {
+        let piggyback = self.extended() && self.ack_pending;
+        let ack = piggyback.then(|| self.build_ack(stock));
+        let (t, body_len) = match seg {
+            Segment::Data(b) => (MessageType::Data, b.len()),
+            Segment::Fin(code) => (
+                MessageType::Close,
+                Close { error_code: *code }.encoded_len(),
+            ),
+        };
+        let ack_len = ack.as_ref().map_or(0, Ack::encoded_len);
+        let mut hdr = self.header(t, seq.get());
+        if ack.is_some() {
+            hdr = hdr.with_reserved(ext::FLAG_ACK);
+        }
+        let mut buf = BytesMut::with_capacity(lp_frame::HEADER_LEN + ack_len + body_len);
+        buf.put_slice(&hdr.to_bytes());
+        if let Some(a) = &ack {
+            a.encode(&mut buf);
+        }
+        match seg {
+            Segment::Data(b) => buf.put_slice(b),
+            Segment::Fin(code) => Close { error_code: *code }.encode(&mut buf),
+        }
+        buf.freeze()
+    }
+}
+
+fn reset_error(r: ResetInfo, doing: &str) -> io::Error {
+    if r.by_peer {
+        StreamError::io(
+            io::ErrorKind::ConnectionReset,
+            Some(r.code),
+            format!(
+                "the peer reset the stream (code {}) while we were {doing}",
+                r.code
+            ),
+        )
+    } else {
+        StreamError::io(
+            io::ErrorKind::ConnectionAborted,
+            Some(r.code),
+            format!(
+                "the stream was reset locally (code {}); open a new stream",
+                r.code
+            ),
+        )
+    }
+}

@@ -1,0 +1,78 @@
+//! Byte-exact transfers over the simulated mixnet.
+
+mod common;
+
+use common::{pair, pattern};
+use mixnet_sim::SimConfig;
+use mux::MuxConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn one_way(sim: SimConfig, len: usize) {
+    let (_net, a, b) = pair(sim, MuxConfig::default());
+    let mut listener = b.listener().unwrap();
+    let data = pattern(len, 42);
+    let sent = data.clone();
+    let to = b.local_address();
+    let writer = tokio::spawn(async move {
+        let mut s = a.open_stream(to, None).unwrap();
+        s.write_all(&sent).await.unwrap();
+        s.shutdown().await.unwrap();
+        // Keep the client alive until the reader is done.
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.unwrap();
+        (a, rest)
+    });
+    let mut s = listener.accept().await.unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "bytes differ");
+    s.shutdown().await.unwrap();
+    let (_a, rest) = writer.await.unwrap();
+    assert!(rest.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn instant_small() {
+    one_way(SimConfig::instant().with_seed(1), 10_000).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn realistic_256k() {
+    one_way(SimConfig::realistic().with_seed(2), 256 * 1024).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn realistic_1m_stats() {
+    let start = tokio::time::Instant::now();
+    let (net, a, b) = pair(SimConfig::realistic().with_seed(3), MuxConfig::default());
+    let mut listener = b.listener().unwrap();
+    let data = pattern(1 << 20, 7);
+    let sent = data.clone();
+    let to = b.local_address();
+    let w = tokio::spawn(async move {
+        let mut s = a.open_stream(to, None).unwrap();
+        s.write_all(&sent).await.unwrap();
+        s.shutdown().await.unwrap();
+        let m = s.metrics();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.unwrap();
+        (a, m)
+    });
+    let mut s = listener.accept().await.unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).await.unwrap();
+    assert!(got == data);
+    s.shutdown().await.unwrap();
+    let (a, m) = w.await.unwrap();
+    let sa = net.stats(&a.local_address()).unwrap();
+    let sb = net.stats(&b.local_address()).unwrap();
+    eprintln!(
+        "elapsed {:?}\nA {:?}\nB {:?}\nmetrics {:?}\nrecv {:?}",
+        start.elapsed(),
+        sa,
+        sb,
+        m,
+        s.metrics()
+    );
+}
