@@ -1,0 +1,921 @@
+//! The single-threaded network state: clients, queues, in-flight messages and the event heap.
+//!
+//! Everything here runs under one mutex, is driven by explicit instants and draws from one
+//! seeded generator in a fixed order, so a run is a pure function of the seed and the sequence of
+//! calls and clock readings.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::task::Waker;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::time::Instant;
+
+use crate::config::{sample_exponential, sample_route_delay, MessageKind, SimConfig};
+use crate::types::{Address, ClientStats, ReceivedMessage, SenderTag, SimError};
+
+/// Index of a client in the engine's tables (never reused).
+pub(crate) type ClientId = usize;
+
+/// Payload size a SURB request is modelled with (it fits one reply packet).
+const SURB_REQUEST_LEN: usize = 8;
+
+/// Longest delay the engine ever schedules, so instant arithmetic cannot overflow.
+const MAX_DELAY: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+#[derive(Debug)]
+enum Event {
+    /// A client's next Poisson emission slot.
+    Tick(ClientId),
+    /// The acknowledgement timer of a lost packet fired: send it again.
+    Retransmit { msg: u64, attempt: u32 },
+    /// The last fragment of a message arrived.
+    Deliver { msg: u64, duplicate: bool },
+    /// A reply has waited for SURBs too long.
+    ReplyTimeout {
+        client: ClientId,
+        tag: SenderTag,
+        pending: u64,
+    },
+}
+
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    ev: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    // Reversed: BinaryHeap is a max-heap and we want the earliest (then lowest seq) on top.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .at
+            .cmp(&self.at)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+/// The event heap plus the bookkeeping that tells the driver task when to wake up.
+#[derive(Default)]
+struct Timeline {
+    heap: BinaryHeap<Scheduled>,
+    seq: u64,
+    /// The instant the driver sleeps until (None: no timer armed).
+    armed: Option<Instant>,
+    notify_needed: bool,
+}
+
+impl Timeline {
+    fn push(&mut self, at: Instant, ev: Event) {
+        let seq = self.seq;
+        self.seq += 1;
+        if self.armed.is_none_or(|a| at < a) {
+            self.notify_needed = true;
+        }
+        self.heap.push(Scheduled { at, seq, ev });
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Body {
+    /// Application payload.
+    App,
+    /// A replier asks the opener for `surbs` more SURBs (sent as a reply).
+    SurbRequest,
+    /// The opener's answer carrying `surbs` SURBs (an anonymous message, not shown to the app).
+    SurbRefill,
+}
+
+struct Msg {
+    from: ClientId,
+    to: Address,
+    body: Body,
+    payload: Bytes,
+    /// The sender tag the receiver sees / files the SURBs under (anonymous messages, refills).
+    tag: Option<SenderTag>,
+    /// SURBs carried (App, SurbRefill) or asked for (SurbRequest).
+    surbs: u32,
+    /// For replies and SURB requests: the tag (at the sender) they travel through.
+    reply_via: Option<SenderTag>,
+    /// Fragments not yet transmitted successfully.
+    pending: u32,
+    /// Arrival of the latest successful fragment so far.
+    latest: Instant,
+}
+
+#[derive(Clone, Copy)]
+struct QueueEntry {
+    msg: u64,
+    count: u32,
+    attempt: u32,
+}
+
+struct PendingReply {
+    id: u64,
+    msg: u64,
+    need: u32,
+    attempt: u32,
+}
+
+#[derive(Default)]
+struct TagState {
+    stock: u32,
+    waiting: VecDeque<PendingReply>,
+    request_in_flight: bool,
+}
+
+struct ClientState {
+    queue: VecDeque<QueueEntry>,
+    /// Packets in `queue` plus packets of replies waiting for SURBs.
+    queued_packets: usize,
+    ticking: bool,
+    inbox: VecDeque<ReceivedMessage>,
+    recv_waker: Option<Waker>,
+    ready_waker: Option<Waker>,
+    /// Reply state per sender tag this client received anonymous messages from.
+    tags: HashMap<SenderTag, TagState>,
+}
+
+/// What a reply-path step found for the head of a wait queue.
+enum Head {
+    Done,
+    Skip,
+    Send(u64, u32, u32),
+}
+
+pub(crate) struct Engine {
+    cfg: SimConfig,
+    pacing: Option<Duration>,
+    zero_route: bool,
+    rng: ChaCha8Rng,
+    timeline: Timeline,
+    clients: Vec<Option<ClientState>>,
+    addrs: Vec<Address>,
+    stats: Vec<ClientStats>,
+    by_addr: HashMap<Address, ClientId>,
+    pair_tags: HashMap<(ClientId, Address), SenderTag>,
+    /// tag -> opener.
+    tag_opener: HashMap<SenderTag, ClientId>,
+    msgs: HashMap<u64, Msg>,
+    next_msg: u64,
+    next_pending: u64,
+    to_wake: Vec<Waker>,
+}
+
+impl Engine {
+    pub(crate) fn new(cfg: SimConfig) -> Self {
+        Engine {
+            pacing: cfg.pacing_interval(),
+            zero_route: cfg.zero_route_delay(),
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
+            cfg,
+            timeline: Timeline::default(),
+            clients: Vec::new(),
+            addrs: Vec::new(),
+            stats: Vec::new(),
+            by_addr: HashMap::new(),
+            pair_tags: HashMap::new(),
+            tag_opener: HashMap::new(),
+            msgs: HashMap::new(),
+            next_msg: 0,
+            next_pending: 0,
+            to_wake: Vec::new(),
+        }
+    }
+
+    // ----- driver interface ---------------------------------------------------------------
+
+    /// Process every event due at or before `now`, in (time, sequence) order.
+    pub(crate) fn run_due(&mut self, now: Instant) {
+        while self.timeline.heap.peek().is_some_and(|s| s.at <= now) {
+            let Some(s) = self.timeline.heap.pop() else {
+                break;
+            };
+            match s.ev {
+                Event::Tick(c) => self.on_tick(c, s.at),
+                Event::Retransmit { msg, attempt } => self.on_retransmit(msg, attempt, s.at),
+                Event::Deliver { msg, duplicate } => self.on_deliver(msg, duplicate, s.at),
+                Event::ReplyTimeout {
+                    client,
+                    tag,
+                    pending,
+                } => self.on_reply_timeout(client, tag, pending, s.at),
+            }
+        }
+    }
+
+    /// The driver is about to sleep: remember until when, and return that instant.
+    pub(crate) fn arm(&mut self) -> Option<Instant> {
+        let next = self.timeline.heap.peek().map(|s| s.at);
+        self.timeline.armed = next;
+        self.timeline.notify_needed = false;
+        next
+    }
+
+    /// Wakers to wake (after the lock is released) and whether the driver must re-arm.
+    pub(crate) fn take_wakeups(&mut self) -> (Vec<Waker>, bool) {
+        let notify = std::mem::take(&mut self.timeline.notify_needed);
+        (std::mem::take(&mut self.to_wake), notify)
+    }
+
+    // ----- client interface ---------------------------------------------------------------
+
+    pub(crate) fn connect(&mut self) -> (ClientId, Address) {
+        let addr = loop {
+            let mut b = [0u8; 32];
+            self.rng.fill_bytes(&mut b);
+            let a = Address::from_bytes(b);
+            if !self.by_addr.contains_key(&a) {
+                break a;
+            }
+        };
+        let id = self.clients.len();
+        self.clients.push(Some(ClientState {
+            queue: VecDeque::new(),
+            queued_packets: 0,
+            ticking: false,
+            inbox: VecDeque::new(),
+            recv_waker: None,
+            ready_waker: None,
+            tags: HashMap::new(),
+        }));
+        self.addrs.push(addr);
+        self.stats.push(ClientStats::default());
+        self.by_addr.insert(addr, id);
+        (id, addr)
+    }
+
+    pub(crate) fn disconnect(&mut self, c: ClientId) {
+        let Some(slot) = self.clients.get_mut(c) else {
+            return;
+        };
+        let Some(state) = slot.take() else {
+            return;
+        };
+        // Whatever was still queued never leaves: those messages can no longer complete.
+        for e in &state.queue {
+            self.msgs.remove(&e.msg);
+        }
+        for ts in state.tags.values() {
+            for p in &ts.waiting {
+                self.msgs.remove(&p.msg);
+            }
+        }
+        self.to_wake.extend(state.recv_waker);
+        self.to_wake.extend(state.ready_waker);
+    }
+
+    pub(crate) fn is_connected(&self, c: ClientId) -> bool {
+        matches!(self.clients.get(c), Some(Some(_)))
+    }
+
+    pub(crate) fn stats_of(&self, c: ClientId) -> ClientStats {
+        self.stats.get(c).copied().unwrap_or_default()
+    }
+
+    pub(crate) fn stats_by_addr(&self, a: &Address) -> Option<ClientStats> {
+        self.by_addr.get(a).map(|&c| self.stats_of(c))
+    }
+
+    pub(crate) fn id_of(&self, a: &Address) -> Option<ClientId> {
+        self.by_addr.get(a).copied()
+    }
+
+    pub(crate) fn surbs_available(&self, c: ClientId, tag: &SenderTag) -> u32 {
+        self.client(c)
+            .and_then(|s| s.tags.get(tag))
+            .map_or(0, |t| t.stock)
+    }
+
+    /// Ok(true): room in the send queue. Ok(false): full, waker stored.
+    pub(crate) fn poll_ready(&mut self, c: ClientId, waker: &Waker) -> Result<bool, SimError> {
+        let bound = self.cfg.outbound_queue_packets;
+        let Some(s) = self.client_mut(c) else {
+            return Err(SimError::Disconnected);
+        };
+        if s.queued_packets < bound {
+            Ok(true)
+        } else {
+            store_waker(&mut s.ready_waker, waker);
+            Ok(false)
+        }
+    }
+
+    /// Some(Some(msg)): a message. Some(None): disconnected. None: empty, waker stored.
+    pub(crate) fn poll_recv(
+        &mut self,
+        c: ClientId,
+        waker: &Waker,
+    ) -> Option<Option<ReceivedMessage>> {
+        let Some(s) = self.client_mut(c) else {
+            return Some(None);
+        };
+        match s.inbox.pop_front() {
+            Some(m) => Some(Some(m)),
+            None => {
+                store_waker(&mut s.recv_waker, waker);
+                None
+            }
+        }
+    }
+
+    /// Send a regular (`surbs == None`) or anonymous (`Some(k)`) message.
+    pub(crate) fn send(
+        &mut self,
+        from: ClientId,
+        to: Address,
+        payload: Bytes,
+        surbs: Option<u32>,
+        now: Instant,
+    ) -> Result<(), SimError> {
+        if !self.is_connected(from) {
+            return Err(SimError::Disconnected);
+        }
+        let kind = match surbs {
+            None => MessageKind::Regular,
+            Some(k) => MessageKind::Anonymous { reply_surbs: k },
+        };
+        let packets = self.check_size(payload.len(), kind)?;
+        let tag = surbs.map(|_| self.pair_tag(from, to));
+        let st = &mut self.stats[from];
+        st.messages_sent += 1;
+        st.payload_bytes_sent += payload.len() as u64;
+        st.surbs_attached += u64::from(surbs.unwrap_or(0));
+        let msg = self.new_msg(Msg {
+            from,
+            to,
+            body: Body::App,
+            payload,
+            tag,
+            surbs: surbs.unwrap_or(0),
+            reply_via: None,
+            pending: packets,
+            latest: now,
+        });
+        self.enqueue(from, msg, packets, 0, now, false);
+        self.run_due(now);
+        Ok(())
+    }
+
+    pub(crate) fn send_reply(
+        &mut self,
+        from: ClientId,
+        tag: SenderTag,
+        payload: Bytes,
+        now: Instant,
+    ) -> Result<(), SimError> {
+        let Some(s) = self.client(from) else {
+            return Err(SimError::Disconnected);
+        };
+        if !s.tags.contains_key(&tag) {
+            return Err(SimError::UnknownSenderTag(tag));
+        }
+        let Some(&opener) = self.tag_opener.get(&tag) else {
+            return Err(SimError::UnknownSenderTag(tag));
+        };
+        let packets = self.check_size(payload.len(), MessageKind::Reply)?;
+        let st = &mut self.stats[from];
+        st.messages_sent += 1;
+        st.payload_bytes_sent += payload.len() as u64;
+        let to = self.addrs[opener];
+        let msg = self.new_msg(Msg {
+            from,
+            to,
+            body: Body::App,
+            payload,
+            tag: None,
+            surbs: 0,
+            reply_via: Some(tag),
+            pending: packets,
+            latest: now,
+        });
+        self.queue_reply(from, tag, msg, packets, 0, now);
+        self.maybe_request_surbs(from, tag, now);
+        self.run_due(now);
+        Ok(())
+    }
+
+    // ----- internals ----------------------------------------------------------------------
+
+    fn client(&self, c: ClientId) -> Option<&ClientState> {
+        self.clients.get(c).and_then(Option::as_ref)
+    }
+
+    fn client_mut(&mut self, c: ClientId) -> Option<&mut ClientState> {
+        self.clients.get_mut(c).and_then(Option::as_mut)
+    }
+
+    fn check_size(&self, len: usize, kind: MessageKind) -> Result<u32, SimError> {
+        let framed_len = kind.framed_len(len);
+        if framed_len > self.cfg.max_message_len as u64 {
+            return Err(SimError::MessageTooLarge {
+                framed_len,
+                max: self.cfg.max_message_len,
+            });
+        }
+        Ok(self.cfg.packets_for(len, kind))
+    }
+
+    fn pair_tag(&mut self, from: ClientId, to: Address) -> SenderTag {
+        if let Some(t) = self.pair_tags.get(&(from, to)) {
+            return *t;
+        }
+        let tag = loop {
+            let mut b = [0u8; 16];
+            self.rng.fill_bytes(&mut b);
+            let t = SenderTag(b);
+            if !self.tag_opener.contains_key(&t) {
+                break t;
+            }
+        };
+        self.pair_tags.insert((from, to), tag);
+        self.tag_opener.insert(tag, from);
+        tag
+    }
+
+    fn new_msg(&mut self, m: Msg) -> u64 {
+        let id = self.next_msg;
+        self.next_msg += 1;
+        self.msgs.insert(id, m);
+        id
+    }
+
+    fn later(at: Instant, d: Duration) -> Instant {
+        at + d.min(MAX_DELAY)
+    }
+
+    fn wake_ready_if_room(&mut self, c: ClientId) {
+        let bound = self.cfg.outbound_queue_packets;
+        if let Some(s) = self.clients.get_mut(c).and_then(Option::as_mut) {
+            if s.queued_packets < bound {
+                if let Some(w) = s.ready_waker.take() {
+                    self.to_wake.push(w);
+                }
+            }
+        }
+    }
+
+    /// Put `count` packets of `msg` behind client `c`'s pacing (or straight out without pacing).
+    /// `counted`: the packets are already included in `queued_packets` (replies leaving the
+    /// SURB wait queue).
+    fn enqueue(
+        &mut self,
+        c: ClientId,
+        msg: u64,
+        count: u32,
+        attempt: u32,
+        at: Instant,
+        counted: bool,
+    ) {
+        let Some(s) = self.clients.get_mut(c).and_then(Option::as_mut) else {
+            self.msgs.remove(&msg);
+            return;
+        };
+        match self.pacing {
+            Some(interval) => {
+                if !counted {
+                    s.queued_packets += count as usize;
+                }
+                match s.queue.back_mut() {
+                    Some(b) if b.msg == msg && b.attempt == attempt => b.count += count,
+                    _ => s.queue.push_back(QueueEntry {
+                        msg,
+                        count,
+                        attempt,
+                    }),
+                }
+                if !s.ticking {
+                    s.ticking = true;
+                    let gap = sample_exponential(interval, &mut self.rng);
+                    self.timeline.push(Self::later(at, gap), Event::Tick(c));
+                }
+            }
+            None => {
+                if counted {
+                    s.queued_packets = s.queued_packets.saturating_sub(count as usize);
+                    self.wake_ready_if_room(c);
+                }
+                self.transmit(c, msg, count, attempt, at);
+            }
+        }
+    }
+
+    fn on_tick(&mut self, c: ClientId, at: Instant) {
+        let Some(s) = self.clients.get_mut(c).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut sent = None;
+        while let Some(front) = s.queue.front_mut() {
+            if !self.msgs.contains_key(&front.msg) {
+                // The message died (reply given up): its packets are never sent.
+                s.queued_packets = s.queued_packets.saturating_sub(front.count as usize);
+                s.queue.pop_front();
+                continue;
+            }
+            front.count -= 1;
+            s.queued_packets = s.queued_packets.saturating_sub(1);
+            sent = Some((front.msg, front.attempt));
+            if front.count == 0 {
+                s.queue.pop_front();
+            }
+            break;
+        }
+        let more = !s.queue.is_empty();
+        s.ticking = more;
+        if more {
+            if let Some(interval) = self.pacing {
+                let gap = sample_exponential(interval, &mut self.rng);
+                self.timeline.push(Self::later(at, gap), Event::Tick(c));
+            }
+        }
+        self.wake_ready_if_room(c);
+        if let Some((msg, attempt)) = sent {
+            self.transmit(c, msg, 1, attempt, at);
+        }
+    }
+
+    /// `count` packets of `msg` leave client `c` at `at`: each is lost or arrives after its
+    /// sampled route delay. Lost ones come back through the acknowledgement timer.
+    fn transmit(&mut self, c: ClientId, msg: u64, count: u32, attempt: u32, at: Instant) {
+        let st = &mut self.stats[c];
+        st.packets_sent += u64::from(count);
+        if attempt > 0 {
+            st.packets_retransmitted += u64::from(count);
+        }
+        let Some(m) = self.msgs.get_mut(&msg) else {
+            return;
+        };
+        let p = self.cfg.loss_probability;
+        if p == 0.0 && self.zero_route {
+            m.pending = m.pending.saturating_sub(count);
+            m.latest = m.latest.max(at);
+        } else {
+            for _ in 0..count {
+                let lost = p > 0.0 && self.rng.gen::<f64>() < p;
+                let delay = sample_route_delay(&self.cfg, &mut self.rng);
+                if lost {
+                    st.packets_lost += 1;
+                    let when = Self::later(at, self.cfg.retransmit_timeout + delay);
+                    self.timeline.push(
+                        when,
+                        Event::Retransmit {
+                            msg,
+                            attempt: attempt + 1,
+                        },
+                    );
+                } else {
+                    m.pending = m.pending.saturating_sub(1);
+                    m.latest = m.latest.max(Self::later(at, delay));
+                }
+            }
+        }
+        if m.pending == 0 {
+            // Set pending to a sentinel so that a stray later success cannot schedule twice.
+            m.pending = u32::MAX;
+            let latest = m.latest;
+            self.timeline.push(
+                latest,
+                Event::Deliver {
+                    msg,
+                    duplicate: false,
+                },
+            );
+        }
+    }
+
+    fn on_retransmit(&mut self, msg: u64, attempt: u32, at: Instant) {
+        let Some(m) = self.msgs.get(&msg) else {
+            return;
+        };
+        let (from, body, reply_via) = (m.from, m.body, m.reply_via);
+        if !self.is_connected(from) {
+            // The sender is gone: nobody retransmits, the message never completes.
+            self.msgs.remove(&msg);
+            return;
+        }
+        match reply_via {
+            None => self.enqueue(from, msg, 1, attempt, at, false),
+            Some(tag) => {
+                if attempt > self.cfg.reply_max_retries {
+                    self.give_up_reply(msg);
+                    return;
+                }
+                match body {
+                    Body::SurbRequest => {
+                        self.take_surb_if_any(from, tag);
+                        self.enqueue(from, msg, 1, attempt, at, false);
+                    }
+                    _ => {
+                        // A retransmitted reply packet needs a fresh single-use SURB.
+                        self.queue_reply(from, tag, msg, 1, attempt, at);
+                        self.maybe_request_surbs(from, tag, at);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A reply (or a SURB request) is abandoned.
+    fn give_up_reply(&mut self, msg: u64) {
+        let Some(m) = self.msgs.remove(&msg) else {
+            return;
+        };
+        match m.body {
+            Body::SurbRequest => {
+                if let Some(tag) = m.reply_via {
+                    self.request_finished(m.from, tag);
+                }
+            }
+            _ => self.stats[m.from].replies_dropped += 1,
+        }
+    }
+
+    fn request_finished(&mut self, c: ClientId, tag: SenderTag) {
+        if let Some(ts) = self.client_mut(c).and_then(|s| s.tags.get_mut(&tag)) {
+            ts.request_in_flight = false;
+        }
+    }
+
+    fn take_surb_if_any(&mut self, c: ClientId, tag: SenderTag) {
+        if let Some(ts) = self.client_mut(c).and_then(|s| s.tags.get_mut(&tag)) {
+            if ts.stock > 0 {
+                ts.stock -= 1;
+                self.stats[c].surbs_used += 1;
+            }
+        }
+    }
+
+    /// Queue `need` reply packets of `msg` behind the SURB stock of `tag`.
+    fn queue_reply(
+        &mut self,
+        c: ClientId,
+        tag: SenderTag,
+        msg: u64,
+        need: u32,
+        attempt: u32,
+        at: Instant,
+    ) {
+        let id = self.next_pending;
+        self.next_pending += 1;
+        let Some(s) = self.clients.get_mut(c).and_then(Option::as_mut) else {
+            self.msgs.remove(&msg);
+            return;
+        };
+        let Some(ts) = s.tags.get_mut(&tag) else {
+            self.msgs.remove(&msg);
+            return;
+        };
+        s.queued_packets += need as usize;
+        ts.waiting.push_back(PendingReply {
+            id,
+            msg,
+            need,
+            attempt,
+        });
+        self.drain_replies(c, tag, at);
+        let still_waiting = self
+            .client(c)
+            .and_then(|s| s.tags.get(&tag))
+            .and_then(|ts| ts.waiting.back())
+            .is_some_and(|p| p.id == id);
+        if still_waiting {
+            let when = Self::later(at, self.cfg.reply_wait_timeout);
+            self.timeline.push(
+                when,
+                Event::ReplyTimeout {
+                    client: c,
+                    tag,
+                    pending: id,
+                },
+            );
+        }
+    }
+
+    /// Send waiting replies of `tag`, oldest first, while the SURB stock covers them.
+    fn drain_replies(&mut self, c: ClientId, tag: SenderTag, at: Instant) {
+        loop {
+            let head = {
+                let Some(s) = self.clients.get_mut(c).and_then(Option::as_mut) else {
+                    return;
+                };
+                let Some(ts) = s.tags.get_mut(&tag) else {
+                    return;
+                };
+                match ts.waiting.front() {
+                    None => Head::Done,
+                    Some(p) if !self.msgs.contains_key(&p.msg) => {
+                        s.queued_packets = s.queued_packets.saturating_sub(p.need as usize);
+                        ts.waiting.pop_front();
+                        Head::Skip
+                    }
+                    Some(p) if p.need > ts.stock => Head::Done,
+                    Some(p) => {
+                        ts.stock -= p.need;
+                        let h = Head::Send(p.msg, p.need, p.attempt);
+                        ts.waiting.pop_front();
+                        h
+                    }
+                }
+            };
+            match head {
+                Head::Done => return,
+                Head::Skip => self.wake_ready_if_room(c),
+                Head::Send(msg, need, attempt) => {
+                    self.stats[c].surbs_used += u64::from(need);
+                    self.enqueue(c, msg, need, attempt, at, true);
+                }
+            }
+        }
+    }
+
+    /// Ask the opener of `tag` for more SURBs if the stock is low and no request is out.
+    ///
+    /// The request is a reply: it spends one SURB when the stock holds one; with an empty stock
+    /// it still goes out (the real client keeps SURBs in reserve for exactly this), costing a
+    /// packet but no counted SURB.
+    fn maybe_request_surbs(&mut self, c: ClientId, tag: SenderTag, at: Instant) {
+        let (low, amount) = (self.cfg.surb_low_watermark, self.cfg.surb_request_amount);
+        let Some(&opener) = self.tag_opener.get(&tag) else {
+            return;
+        };
+        let Some(ts) = self.client_mut(c).and_then(|s| s.tags.get_mut(&tag)) else {
+            return;
+        };
+        if ts.request_in_flight || ts.stock >= low {
+            return;
+        }
+        ts.request_in_flight = true;
+        self.take_surb_if_any(c, tag);
+        self.stats[c].surbs_requested += u64::from(amount);
+        let packets = self.cfg.packets_for(SURB_REQUEST_LEN, MessageKind::Reply);
+        let msg = self.new_msg(Msg {
+            from: c,
+            to: self.addrs[opener],
+            body: Body::SurbRequest,
+            payload: Bytes::new(),
+            tag: None,
+            surbs: amount,
+            reply_via: Some(tag),
+            pending: packets,
+            latest: at,
+        });
+        self.enqueue(c, msg, packets, 0, at, false);
+    }
+
+    fn on_reply_timeout(&mut self, c: ClientId, tag: SenderTag, pending: u64, at: Instant) {
+        let removed = {
+            let Some(s) = self.clients.get_mut(c).and_then(Option::as_mut) else {
+                return;
+            };
+            let Some(ts) = s.tags.get_mut(&tag) else {
+                return;
+            };
+            let Some(pos) = ts.waiting.iter().position(|p| p.id == pending) else {
+                return;
+            };
+            let Some(p) = ts.waiting.remove(pos) else {
+                return;
+            };
+            s.queued_packets = s.queued_packets.saturating_sub(p.need as usize);
+            p.msg
+        };
+        tracing::debug!(client = c, %tag, "reply dropped after waiting for SURBs");
+        self.give_up_reply(removed);
+        self.wake_ready_if_room(c);
+        // The head may have changed: later replies might fit the stock now.
+        self.drain_replies(c, tag, at);
+    }
+
+    /// Credit SURBs that arrived for `tag` at client `c`, then let waiting replies go.
+    fn credit_surbs(&mut self, c: ClientId, tag: SenderTag, surbs: u32, at: Instant) {
+        let Some(s) = self.client_mut(c) else {
+            return;
+        };
+        let ts = s.tags.entry(tag).or_default();
+        ts.stock = ts.stock.saturating_add(surbs);
+        self.stats[c].surbs_received += u64::from(surbs);
+        self.drain_replies(c, tag, at);
+        let waiting = self
+            .client(c)
+            .and_then(|s| s.tags.get(&tag))
+            .is_some_and(|ts| !ts.waiting.is_empty());
+        if waiting {
+            self.maybe_request_surbs(c, tag, at);
+        }
+    }
+
+    fn on_deliver(&mut self, msg: u64, duplicate: bool, at: Instant) {
+        let Some(m) = self.msgs.remove(&msg) else {
+            return;
+        };
+        let to = self
+            .by_addr
+            .get(&m.to)
+            .copied()
+            .filter(|&id| self.is_connected(id));
+        let Some(to) = to else {
+            self.stats[m.from].messages_dropped += 1;
+            if m.body == Body::SurbRequest {
+                if let Some(tag) = m.reply_via {
+                    self.request_finished(m.from, tag);
+                }
+            }
+            return;
+        };
+        match m.body {
+            Body::App => {
+                if !duplicate {
+                    if let Some(tag) = m.tag {
+                        self.credit_surbs(to, tag, m.surbs, at);
+                    }
+                }
+                let cap = self.cfg.inbound_queue_messages;
+                let len = m.payload.len() as u64;
+                let Some(s) = self.clients.get_mut(to).and_then(Option::as_mut) else {
+                    return;
+                };
+                if s.inbox.len() >= cap {
+                    self.stats[to].dropped_receiver_full += 1;
+                    self.stats[m.from].messages_dropped += 1;
+                } else {
+                    s.inbox.push_back(ReceivedMessage {
+                        payload: m.payload.clone(),
+                        sender_tag: m.tag,
+                    });
+                    if let Some(w) = s.recv_waker.take() {
+                        self.to_wake.push(w);
+                    }
+                    let st = &mut self.stats[to];
+                    st.messages_received += 1;
+                    st.payload_bytes_received += len;
+                }
+                let p = self.cfg.duplicate_probability;
+                if !duplicate && p > 0.0 && self.rng.gen::<f64>() < p {
+                    let delay = sample_route_delay(&self.cfg, &mut self.rng);
+                    self.msgs.insert(msg, m);
+                    self.timeline.push(
+                        Self::later(at, delay),
+                        Event::Deliver {
+                            msg,
+                            duplicate: true,
+                        },
+                    );
+                }
+            }
+            Body::SurbRequest => {
+                // `to` is the opener: answer with a message carrying the SURBs.
+                let Some(tag) = m.reply_via else {
+                    return;
+                };
+                let amount = m.surbs;
+                let packets = self.cfg.packets_for(
+                    0,
+                    MessageKind::Anonymous {
+                        reply_surbs: amount,
+                    },
+                );
+                self.stats[to].surbs_attached += u64::from(amount);
+                let refill = self.new_msg(Msg {
+                    from: to,
+                    to: self.addrs[m.from],
+                    body: Body::SurbRefill,
+                    payload: Bytes::new(),
+                    tag: Some(tag),
+                    surbs: amount,
+                    reply_via: None,
+                    pending: packets,
+                    latest: at,
+                });
+                self.enqueue(to, refill, packets, 0, at, false);
+            }
+            Body::SurbRefill => {
+                let Some(tag) = m.tag else {
+                    return;
+                };
+                self.request_finished(to, tag);
+                self.credit_surbs(to, tag, m.surbs, at);
+            }
+        }
+    }
+}
+
+fn store_waker(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(w) if w.will_wake(waker) => {}
+        _ => *slot = Some(waker.clone()),
+    }
+}
