@@ -12,7 +12,9 @@ pub struct MuxConfig {
     pub legacy_mode: bool,
     /// Largest stream payload carried by one frame (bytes after the 16-byte header).
     /// Default: 1585, which keeps a reply frame inside one Sphinx packet's 1604 message
-    /// bytes (1604 − 2 length bytes − 1 reply marker − 16 header bytes).
+    /// bytes (1604 − 2 length bytes − 1 reply marker − 16 header bytes). Frames the
+    /// opener sends hold 20 bytes less, because an anonymous message
+    /// carries 21 bytes of overhead instead of a reply's 1.
     pub max_frame_payload: usize,
     /// Per-stream receive window in bytes: how much the peer may send beyond what our
     /// application has read. Also bounds the stream's inbound buffers. Default: 256 KiB.
@@ -29,7 +31,8 @@ pub struct MuxConfig {
     /// How long a partial frame may wait for more bytes before it is sent anyway.
     /// Default: 5 ms.
     pub coalesce_delay: Duration,
-    /// Send an acknowledgement after this many in-order frames without one. Default: 8.
+    /// Send an acknowledgement after this many received frames without one (each
+    /// acknowledgement costs a packet and, from the listener, a reply SURB). Default: 16.
     pub ack_every: u32,
     /// Longest an acknowledgement is delayed waiting to be coalesced or piggybacked.
     /// Default: 200 ms.
@@ -58,9 +61,14 @@ pub struct MuxConfig {
     pub orphan_ttl: Duration,
     /// Reply SURBs attached to the opener's `Open` message. Default: 10.
     pub initial_surbs: u32,
-    /// Reply SURBs attached to every other opener message in addition to what the peer
-    /// asked for, to pay for the peer's acknowledgements. Default: 1.
+    /// Reply SURBs attached to every later opener message whatever the estimate says
+    /// (a floor; the adaptive policy adds to it). Default: 0.
     pub surbs_per_message: u32,
+    /// The opener tops the peer's SURB stock up when its estimate (SURBs sent minus
+    /// replies seen) falls below this. Default: 12.
+    pub surb_low_water: u32,
+    /// The stock level a top-up aims for. Default: 24.
+    pub surb_target: u32,
     /// Most SURBs attached to one message. Default: 32.
     pub max_surbs_per_message: u32,
     /// How long a fully closed stream stays in the table to re-acknowledge a peer's
@@ -81,7 +89,7 @@ impl Default for MuxConfig {
             inbound_budget: 64 * 1024 * 1024,
             nodelay: false,
             coalesce_delay: Duration::from_millis(5),
-            ack_every: 8,
+            ack_every: 16,
             ack_delay: Duration::from_millis(200),
             initial_rto: Duration::from_secs(5),
             min_rto: Duration::from_secs(3),
@@ -93,7 +101,9 @@ impl Default for MuxConfig {
             max_orphan_frames: 32,
             orphan_ttl: Duration::from_secs(60),
             initial_surbs: 10,
-            surbs_per_message: 1,
+            surbs_per_message: 0,
+            surb_low_water: 12,
+            surb_target: 24,
             max_surbs_per_message: 32,
             linger: Duration::from_secs(10),
             id_seed: None,
@@ -157,6 +167,10 @@ setters! {
     with_initial_surbs: initial_surbs: u32;
     /// Sets [`MuxConfig::surbs_per_message`].
     with_surbs_per_message: surbs_per_message: u32;
+    /// Sets [`MuxConfig::surb_low_water`].
+    with_surb_low_water: surb_low_water: u32;
+    /// Sets [`MuxConfig::surb_target`].
+    with_surb_target: surb_target: u32;
     /// Sets [`MuxConfig::max_surbs_per_message`].
     with_max_surbs_per_message: max_surbs_per_message: u32;
     /// Sets [`MuxConfig::linger`].
@@ -164,6 +178,10 @@ setters! {
     /// Sets [`MuxConfig::id_seed`].
     with_id_seed: id_seed: Option<u64>;
 }
+
+/// How many more overhead bytes an anonymous message carries than a reply
+/// (21 − 1), taken off the frame payload of streams we opened.
+pub(crate) const ANONYMOUS_EXTRA: usize = 20;
 
 impl MuxConfig {
     /// The frame payload size actually used (never below 64 bytes).

@@ -171,21 +171,22 @@ pub(crate) fn shared<A, T>(core: Core<A, T>) -> Arc<Shared<A, T>> {
     })
 }
 
+/// The shared state of a driver over transport `Tr`.
+pub(crate) type SharedFor<Tr> =
+    Arc<Shared<<Tr as Transport>::Address, <Tr as Transport>::SenderTag>>;
+
 /// The router task of one client. Spawn it (or `.await` it) on a tokio runtime; it
 /// finishes when the transport closes, fails, or the client is closed.
 #[must_use = "the driver does nothing unless spawned or awaited"]
 pub struct Driver<Tr: Transport> {
     transport: Tr,
-    shared: Arc<Shared<Tr::Address, Tr::SenderTag>>,
+    shared: SharedFor<Tr>,
     sleep: Pin<Box<tokio::time::Sleep>>,
     armed: Option<Instant>,
 }
 
 impl<Tr: Transport> Driver<Tr> {
-    pub(crate) fn new(
-        transport: Tr,
-        cfg: MuxConfig,
-    ) -> (Self, Arc<Shared<Tr::Address, Tr::SenderTag>>) {
+    pub(crate) fn new(transport: Tr, cfg: MuxConfig) -> (Self, SharedFor<Tr>) {
         let shared = shared(Core::new(cfg));
         let driver = Self {
             transport,

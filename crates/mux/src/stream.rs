@@ -101,6 +101,8 @@ pub(crate) struct StreamState<A, T> {
     linger: std::time::Duration,
     initial_surbs: u32,
     surbs_per_message: u32,
+    surb_low_water: u32,
+    surb_target: u32,
     max_surbs_per_message: u32,
 
     // Opening.
@@ -143,8 +145,13 @@ pub(crate) struct StreamState<A, T> {
     need_reset: Option<u32>,
     write_error: Option<(io::ErrorKind, String)>,
 
-    // Surb policy (opener side): SURBs the replier asked for and has not been sent yet.
+    // Surb policy, opener side: SURBs the replier asked for and not sent yet, SURBs
+    // sent, and frames received (each consumed at least one SURB at the replier).
     surbs_owed: u32,
+    surbs_sent: u64,
+    replies_seen: u64,
+    // Replier side: when we last asked for SURBs.
+    last_surb_request: Option<Instant>,
 
     // Life.
     rtt: RttEstimator,
@@ -199,6 +206,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             linger: cfg.linger,
             initial_surbs: cfg.initial_surbs,
             surbs_per_message: cfg.surbs_per_message,
+            surb_low_water: cfg.surb_low_water,
+            surb_target: cfg.surb_target,
             max_surbs_per_message: cfg.max_surbs_per_message,
             established: false,
             need_open: false,
@@ -233,6 +242,9 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             need_reset: None,
             write_error: None,
             surbs_owed: 0,
+            surbs_sent: 0,
+            replies_seen: 0,
+            last_surb_request: None,
             rtt,
             read_handle: true,
             write_handle: true,
@@ -263,6 +275,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             PeerKind::Unknown
         };
         let mut s = Self::new(id, Destination::Address(to), kind, now, cfg);
+        s.frame_payload = (s.frame_payload - crate::config::ANONYMOUS_EXTRA).max(64);
         s.fixed_surbs = fixed_surbs;
         s.need_open = true;
         s
@@ -567,6 +580,9 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         let _enter = self.span.clone().entered();
         self.last_activity = now;
         self.metrics.frames_received += 1;
+        if self.is_outbound() {
+            self.replies_seen += 1;
+        }
         let before = self.inbound_bytes() as isize;
         if self.reset.is_some() {
             return 0;
@@ -684,15 +700,17 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 self.drain_in_order(now);
             }
             InsertOutcome::Buffered => {
+                // Reordering is the norm on a mixnet: count it towards the next ack
+                // (which carries the SACK blocks) instead of acking at once.
                 self.metrics.out_of_order += 1;
-                self.ack_pending = true;
-                self.ack_now = true;
+                self.frames_since_ack += 1;
+                self.schedule_ack(now);
             }
             InsertOutcome::Duplicate | InsertOutcome::TooOld => {
+                // Our ack may have been lost: repeat it (delayed, so a burst of
+                // retransmissions costs one ack).
                 self.metrics.duplicates += 1;
-                // Our ack may have been lost: repeat it.
-                self.ack_pending = true;
-                self.ack_now = true;
+                self.schedule_ack(now);
             }
             InsertOutcome::BeyondWindow | InsertOutcome::OverCapacity => {
                 self.metrics.frames_refused += 1;
@@ -735,6 +753,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 }
             }
         }
+        self.schedule_ack(now);
+    }
+
+    fn schedule_ack(&mut self, now: Instant) {
         if self.extended() || self.peer_kind == PeerKind::Unknown {
             self.ack_pending = true;
             if self.frames_since_ack >= self.ack_every {
@@ -870,15 +892,23 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             let rto = self.rtt.rto();
             if let Some(earliest) = self.send_buf.earliest_send_time() {
                 if earliest + rto <= now {
-                    let expired = self.send_buf.expired(now - rto);
-                    for seq in expired {
+                    // Like TCP, a timeout resends only the oldest expired frame and
+                    // backs off: acks delayed in the mixnet (or by a SURB shortage at
+                    // the peer) must not trigger a resend of the whole window. Real
+                    // holes behind it are repaired by SACK-driven fast retransmit.
+                    let oldest = self
+                        .send_buf
+                        .expired(now - rto)
+                        .into_iter()
+                        .min_by_key(|s| {
+                            s.distance_from(self.send_buf.oldest_unacked().map_or(*s, |o| o.0))
+                        });
+                    if let Some(seq) = oldest {
                         if self.send_buf.retransmits(seq).unwrap_or(0) >= self.max_retransmits {
                             self.fail_timeout("a frame was not acknowledged after the maximum number of retransmissions");
                             return;
                         }
-                        if !self.retransmit_queue.contains(&seq) {
-                            self.retransmit_queue.push_back(seq);
-                        }
+                        self.retransmit_queue.push_back(seq);
                     }
                     self.rtt.on_timeout();
                 }
@@ -927,6 +957,24 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
 
     fn surbs_wanted(&self) -> bool {
         self.is_outbound() && self.surbs_owed > 0 && self.fixed_surbs.is_none()
+    }
+
+    /// Replier side: ask for SURBs when our stock will not cover what we have queued,
+    /// at most once per round trip.
+    fn maybe_request_surbs(&mut self, now: Instant, stock: Option<u32>) {
+        if self.is_outbound() || !self.extended() || self.ack_pending {
+            return;
+        }
+        if self.surb_request(stock) < 8 {
+            return;
+        }
+        let interval = self.rtt.srtt().unwrap_or(self.rtt.rto());
+        if self.last_surb_request.is_some_and(|t| t + interval > now) {
+            return;
+        }
+        self.last_surb_request = Some(now);
+        self.ack_pending = true;
+        self.ack_now = true;
     }
 
     /// Whether `poll_transmit` has something to send now.
@@ -978,20 +1026,32 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         at + self.linger <= now
     }
 
+    /// Reply SURBs to attach to the next opener message. The peer's stock is
+    /// estimated as SURBs sent minus frames received back; below the low-water mark
+    /// (or when the peer asked) it is topped up in one batch, so most data messages
+    /// carry none (each SURB costs ~1164 bytes, most of a packet).
     fn surbs_for(&mut self, first: bool) -> u32 {
         let Destination::Address(_) = self.peer else {
             return 0;
         };
-        if let Some(k) = self.fixed_surbs {
-            return k;
-        }
-        let base = if first {
+        let k = if let Some(k) = self.fixed_surbs {
+            k
+        } else if first {
             self.initial_surbs
         } else {
-            self.surbs_per_message
+            let estimate = self.surbs_sent.saturating_sub(self.replies_seen);
+            let estimate = u32::try_from(estimate).unwrap_or(u32::MAX);
+            let top_up = if estimate < self.surb_low_water || self.surbs_owed > 0 {
+                self.surb_target
+                    .saturating_sub(estimate)
+                    .max(self.surbs_owed)
+            } else {
+                0
+            };
+            (self.surbs_per_message + top_up).min(self.max_surbs_per_message)
         };
-        let k = (base + self.surbs_owed).min(self.max_surbs_per_message.max(base));
-        self.surbs_owed = self.surbs_owed.saturating_sub(k.saturating_sub(base));
+        self.surbs_owed = self.surbs_owed.saturating_sub(k);
+        self.surbs_sent += u64::from(k);
         k
     }
 
@@ -1044,6 +1104,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// The next frame this stream wants to send, if any.
     pub(crate) fn poll_transmit(&mut self, now: Instant, stock: Option<u32>) -> Option<OutFrame> {
         let _enter = self.span.clone().entered();
+        self.maybe_request_surbs(now, stock);
         if let Some(code) = self.need_reset.take() {
             let mut buf = BytesMut::with_capacity(lp_frame::HEADER_LEN + 4);
             buf.put_slice(&self.header(MessageType::Reset, 0).to_bytes());

@@ -4,6 +4,7 @@
 use mixnet_sim::{Address, Mixnet, SenderTag, SimConfig};
 use mux::{sim::SimTransport, MuxConfig, MuxHandle};
 
+/// A client handle on the simulated mixnet.
 pub type Handle = MuxHandle<Address, SenderTag>;
 
 /// Two clients on one simulated network.
