@@ -74,6 +74,16 @@ pub struct MuxConfig {
     /// How long a fully closed stream stays in the table to re-acknowledge a peer's
     /// retransmitted final frames. Default: 10 s.
     pub linger: Duration,
+    /// Send a keepalive `Ping` when nothing arrived on an established stream for this
+    /// long. Default: 60 s.
+    pub keepalive_interval: Duration,
+    /// Unanswered pings after which the stream fails with `TimedOut` (delivered after
+    /// the data before it). Default: 3.
+    pub keepalive_max_missed: u32,
+    /// Streams with no data in either direction for this long are reaped: reads
+    /// return the bytes already received and then `Ok(0)`, writes fail. Keepalive
+    /// pings do not count as data. Default: 30 min.
+    pub idle_timeout: Duration,
     /// Seed of the random generator that picks stream ids; `None` seeds from the OS
     /// (through the standard library's hasher keys). Default: `None`.
     pub id_seed: Option<u64>,
@@ -106,6 +116,9 @@ impl Default for MuxConfig {
             surb_target: 24,
             max_surbs_per_message: 32,
             linger: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(60),
+            keepalive_max_missed: 3,
+            idle_timeout: Duration::from_secs(30 * 60),
             id_seed: None,
         }
     }
@@ -175,6 +188,12 @@ setters! {
     with_max_surbs_per_message: max_surbs_per_message: u32;
     /// Sets [`MuxConfig::linger`].
     with_linger: linger: Duration;
+    /// Sets [`MuxConfig::keepalive_interval`].
+    with_keepalive_interval: keepalive_interval: Duration;
+    /// Sets [`MuxConfig::keepalive_max_missed`].
+    with_keepalive_max_missed: keepalive_max_missed: u32;
+    /// Sets [`MuxConfig::idle_timeout`].
+    with_idle_timeout: idle_timeout: Duration;
     /// Sets [`MuxConfig::id_seed`].
     with_id_seed: id_seed: Option<u64>;
 }

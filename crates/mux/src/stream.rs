@@ -153,6 +153,17 @@ pub(crate) struct StreamState<A, T> {
     // Replier side: when we last asked for SURBs.
     last_surb_request: Option<Instant>,
 
+    // Liveness.
+    keepalive_interval: std::time::Duration,
+    keepalive_max_missed: u32,
+    idle_timeout: std::time::Duration,
+    last_recv: Instant,
+    last_data: Instant,
+    pings_outstanding: u32,
+    next_ping_nonce: u32,
+    need_ping: bool,
+    reaped: bool,
+
     // Life.
     rtt: RttEstimator,
     pub(crate) read_handle: bool,
@@ -245,6 +256,15 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             surbs_sent: 0,
             replies_seen: 0,
             last_surb_request: None,
+            keepalive_interval: cfg.keepalive_interval,
+            keepalive_max_missed: cfg.keepalive_max_missed.max(1),
+            idle_timeout: cfg.idle_timeout,
+            last_recv: now,
+            last_data: now,
+            pings_outstanding: 0,
+            next_ping_nonce: 1,
+            need_ping: false,
+            reaped: false,
             rtt,
             read_handle: true,
             write_handle: true,
@@ -411,6 +431,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             return WriteOutcome::Blocked;
         }
         self.pending.extend_from_slice(&data[..n]);
+        self.last_data = now;
         if self.pending_since.is_none() {
             self.pending_since = Some(now);
         }
@@ -579,6 +600,12 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     ) -> isize {
         let _enter = self.span.clone().entered();
         self.last_activity = now;
+        // Any inbound frame counts as life.
+        self.last_recv = now;
+        self.pings_outstanding = 0;
+        if matches!(header.msg_type, MessageType::Data | MessageType::Close) {
+            self.last_data = now;
+        }
         self.metrics.frames_received += 1;
         if self.is_outbound() {
             self.replies_seen += 1;
@@ -859,6 +886,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             consider(self.open_sent_at.map(|at| at + self.rtt.rto()), false);
         }
         consider(self.finished_at.map(|t| t + self.linger), false);
+        if !self.reaped && self.write_error.is_none() && self.reset.is_none() {
+            consider(Some(self.last_data + self.idle_timeout), false);
+            consider(self.keepalive_due_at(), false);
+        }
         d
     }
 
@@ -869,6 +900,9 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     pub(crate) fn on_timeout(&mut self, now: Instant) {
         let _enter = self.span.clone().entered();
         if self.reset.is_some() {
+            return;
+        }
+        if self.liveness_timeout(now) {
             return;
         }
         if let (Some(at), false) = (self.open_sent_at, self.established) {
@@ -914,6 +948,63 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 }
             }
         }
+    }
+
+    /// Keepalive and idle reaping; `true` when the stream ended here.
+    fn liveness_timeout(&mut self, now: Instant) -> bool {
+        if self.reaped || self.write_error.is_some() {
+            return false;
+        }
+        if self.last_data + self.idle_timeout <= now {
+            self.reap();
+            return true;
+        }
+        if self.keepalive_due_at().is_some_and(|t| t <= now) {
+            if self.pings_outstanding >= self.keepalive_max_missed {
+                self.fail_timeout("the peer answered none of the keepalive pings");
+                return true;
+            }
+            self.need_ping = true;
+            self.pings_outstanding += 1;
+        }
+        false
+    }
+
+    /// When the next keepalive ping is due, for established streams whose read side
+    /// is still open.
+    fn keepalive_due_at(&self) -> Option<Instant> {
+        if !self.established || self.reset.is_some() || self.reaped || self.need_ping {
+            return None;
+        }
+        if self.read_end.is_some() && self.write_done {
+            return None;
+        }
+        let waited = self.keepalive_interval * (self.pings_outstanding + 1);
+        Some(self.last_recv + waited)
+    }
+
+    /// The idle timeout expired: reads end with `Ok(0)` after the bytes already
+    /// received, as the reference does, and writes fail.
+    fn reap(&mut self) {
+        tracing::debug!("stream reaped after the idle timeout");
+        self.reaped = true;
+        if self.read_end.is_none() {
+            self.read_end = Some(ReadEnd::Eof);
+        }
+        self.write_error = Some((
+            io::ErrorKind::BrokenPipe,
+            format!(
+                "stream {}: reaped after {:?} without data; open a new stream",
+                self.id, self.idle_timeout
+            ),
+        ));
+        self.pending.clear();
+        self.retransmit_queue.clear();
+        let next = self.send_buf.next_seq();
+        let _ = self.send_buf.on_ack(next, &[], self.last_activity);
+        self.write_done = true;
+        self.need_open = false;
+        self.wake_all();
     }
 
     fn fail_timeout(&mut self, why: &str) {
@@ -988,6 +1079,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         self.need_open
             || self.need_open_ack
             || self.need_pong.is_some()
+            || self.need_ping
             || !self.retransmit_queue.is_empty()
             || self.data_sendable(now)
             || self.fin_sendable()
@@ -1137,6 +1229,14 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             };
             let hdr = self.header(MessageType::OpenAck, 0).with_reserved(reserved);
             return Some(self.finish(Bytes::copy_from_slice(&hdr.to_bytes()), 0));
+        }
+        if self.need_ping {
+            self.need_ping = false;
+            let nonce = self.next_ping_nonce;
+            self.next_ping_nonce = self.next_ping_nonce.wrapping_add(1);
+            let hdr = self.header(MessageType::Ping, nonce);
+            let surbs = self.surbs_for(false);
+            return Some(self.finish(Bytes::copy_from_slice(&hdr.to_bytes()), surbs));
         }
         if let Some(nonce) = self.need_pong.take() {
             let hdr = self.header(MessageType::Pong, nonce);

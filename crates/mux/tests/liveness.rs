@@ -1,0 +1,85 @@
+//! Keepalive pings and the idle timeout, on the simulated mixnet with a paused clock.
+
+mod common;
+
+use std::io::ErrorKind;
+use std::time::Duration;
+
+use common::pair;
+use mixnet_sim::SimConfig;
+use mux::MuxConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn cfg() -> MuxConfig {
+    MuxConfig::default()
+        .with_keepalive_interval(Duration::from_secs(60))
+        .with_keepalive_max_missed(3)
+}
+
+#[tokio::test(start_paused = true)]
+async fn keepalive_keeps_a_quiet_stream_alive() {
+    let (net, a, b) = pair(SimConfig::realistic().with_seed(11), cfg());
+    let mut listener = b.listener().unwrap();
+    let mut out = a.open_stream(b.local_address(), None).unwrap();
+    out.write_all(b"hi").await.unwrap();
+    out.flush().await.unwrap();
+    let mut inc = listener.accept().await.unwrap();
+    let mut buf = [0u8; 2];
+    inc.read_exact(&mut buf).await.unwrap();
+    // Ten quiet minutes: pings flow, nobody times out.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let pings = net.stats(&a.local_address()).unwrap().messages_sent;
+    assert!(
+        pings >= 5,
+        "expected keepalive traffic, saw {pings} messages"
+    );
+    inc.write_all(b"still here").await.unwrap();
+    inc.flush().await.unwrap();
+    let mut back = [0u8; 10];
+    out.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"still here");
+}
+
+#[tokio::test(start_paused = true)]
+async fn vanished_peer_fails_reads_after_missed_pings_in_order() {
+    let (net, a, b) = pair(SimConfig::realistic().with_seed(12), cfg());
+    let mut listener = b.listener().unwrap();
+    let mut out = a.open_stream(b.local_address(), None).unwrap();
+    out.write_all(b"x").await.unwrap();
+    out.flush().await.unwrap();
+    let mut inc = listener.accept().await.unwrap();
+    inc.write_all(b"last words").await.unwrap();
+    inc.flush().await.unwrap();
+    let mut got = [0u8; 10];
+    out.read_exact(&mut got).await.unwrap();
+    // The listener's client disappears from the network.
+    assert!(net.disconnect_client(&b.local_address()));
+    let started = tokio::time::Instant::now();
+    let err = out.read(&mut [0u8; 8]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+    let waited = started.elapsed();
+    // Three missed pings at 60 s intervals, then the failure.
+    assert!(waited >= Duration::from_secs(180), "{waited:?}");
+    assert!(waited <= Duration::from_secs(300), "{waited:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_timeout_reaps_and_reads_return_eof() {
+    let cfg = cfg().with_idle_timeout(Duration::from_secs(300));
+    let (_net, a, b) = pair(SimConfig::realistic().with_seed(13), cfg);
+    let mut listener = b.listener().unwrap();
+    let mut out = a.open_stream(b.local_address(), None).unwrap();
+    out.write_all(b"abc").await.unwrap();
+    out.flush().await.unwrap();
+    let mut inc = listener.accept().await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut got = Vec::new();
+    // Bytes already received come first, then Ok(0) once the stream is reaped.
+    inc.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"abc");
+    assert!(started.elapsed() >= Duration::from_secs(290));
+    let err = inc.write_all(b"too late").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BrokenPipe);
+    let n = out.read(&mut [0u8; 4]).await.unwrap();
+    assert_eq!(n, 0);
+}
