@@ -47,6 +47,10 @@ pub struct MuxConfig {
     /// Transmissions of one frame (or of an Open) before the stream fails with `TimedOut`.
     /// Default: 10.
     pub max_retransmits: u32,
+    /// Maximum number of streams we opened whose `Open` the peer has not acknowledged
+    /// yet; further opens wait for room (or fail with `TooManyPendingOpens` from the
+    /// non-waiting call). Default: 64.
+    pub max_pending_opens: usize,
     /// Maximum number of incoming streams waiting in the accept backlog; an `Open`
     /// beyond it is answered with a reset (code `REFUSED`). Default: 128.
     pub accept_backlog: usize,
@@ -105,6 +109,7 @@ impl Default for MuxConfig {
             min_rto: Duration::from_secs(3),
             max_rto: Duration::from_secs(60),
             max_retransmits: 10,
+            max_pending_opens: 64,
             accept_backlog: 128,
             max_inbound_streams: 4096,
             max_orphan_streams: 64,
@@ -166,6 +171,8 @@ setters! {
     with_max_rto: max_rto: Duration;
     /// Sets [`MuxConfig::max_retransmits`].
     with_max_retransmits: max_retransmits: u32;
+    /// Sets [`MuxConfig::max_pending_opens`].
+    with_max_pending_opens: max_pending_opens: usize;
     /// Sets [`MuxConfig::accept_backlog`].
     with_accept_backlog: accept_backlog: usize;
     /// Sets [`MuxConfig::max_inbound_streams`].

@@ -58,6 +58,8 @@ pub enum Event {
     Established(LocalId),
     /// A non-stream message arrived; take it with [`Core::take_plain`].
     Plain,
+    /// An unacknowledged open finished, so [`Core::can_open`] may be true again.
+    OpenRoom,
 }
 
 /// Result of an application write through the core.
@@ -91,6 +93,10 @@ pub struct Core<A, T> {
     streams: HashMap<LocalId, StreamState<A, T>>,
     outbound: HashMap<StreamId, LocalId>,
     inbound: HashMap<(T, StreamId), LocalId>,
+    /// How many accepted streams use each wire id (under any sender tag).
+    inbound_ids: HashMap<StreamId, u32>,
+    /// Outbound opens not yet acknowledged by the peer.
+    pending_opens: usize,
     next_local: u64,
     rng: ChaCha12Rng,
     accept_queue: VecDeque<LocalId>,
@@ -126,6 +132,8 @@ where
             streams: HashMap::new(),
             outbound: HashMap::new(),
             inbound: HashMap::new(),
+            inbound_ids: HashMap::new(),
+            pending_opens: 0,
             next_local: 0,
             rng,
             accept_queue: VecDeque::new(),
@@ -162,6 +170,11 @@ where
         to: A,
         fixed_surbs: Option<u32>,
     ) -> Result<(LocalId, StreamId), OpenError> {
+        if !self.can_open() {
+            return Err(OpenError::TooManyPendingOpens {
+                limit: self.cfg.max_pending_opens.max(1),
+            });
+        }
         let mut attempts = 0;
         let id = loop {
             attempts += 1;
@@ -178,9 +191,15 @@ where
         tracing::debug!(stream = %id, "open");
         self.streams.insert(local, state);
         self.outbound.insert(id, local);
+        self.pending_opens += 1;
         self.metrics.streams_opened += 1;
         self.after(local, now);
         Ok((local, id))
+    }
+
+    /// Whether another open fits under `max_pending_opens`.
+    pub fn can_open(&self) -> bool {
+        self.pending_opens < self.cfg.max_pending_opens.max(1)
     }
 
     /// Takes the next stream a peer opened, if any.
@@ -388,7 +407,13 @@ where
     /// A frame without a sender tag: a reply on a stream we opened.
     fn handle_for_outbound(&mut self, now: Instant, header: StreamHeader, payload: Bytes) {
         let Some(&local) = self.outbound.get(&header.stream_id) else {
-            self.metrics.unknown_stream_frames += 1;
+            if self.inbound_ids.contains_key(&header.stream_id) {
+                // The id belongs to a stream a peer opened, and frames for it must come
+                // under that peer's sender tag.
+                self.metrics.wrong_sender += 1;
+            } else {
+                self.metrics.unknown_stream_frames += 1;
+            }
             return;
         };
         if header.msg_type == MessageType::Open {
@@ -410,6 +435,11 @@ where
         }
         match header.msg_type {
             MessageType::Open => self.on_open(now, tag, header),
+            _ if self.inbound_ids.contains_key(&header.stream_id) => {
+                // A live stream with this id is bound to another sender tag: this frame
+                // is not from its opener.
+                self.metrics.wrong_sender += 1;
+            }
             MessageType::Data | MessageType::Close => {
                 let budget = self.budget_left();
                 let len = payload.len();
@@ -461,6 +491,7 @@ where
         tracing::debug!(stream = %id, peer_extended, "incoming stream");
         self.streams.insert(local, state);
         self.inbound.insert((tag, id), local);
+        *self.inbound_ids.entry(id).or_insert(0) += 1;
         self.live_inbound += 1;
         self.accept_queue.push_back(local);
         self.events.push_back(Event::Incoming);
@@ -475,6 +506,12 @@ where
 
     fn deliver(&mut self, now: Instant, local: LocalId, header: StreamHeader, payload: Bytes) {
         let budget = self.budget_left();
+        if matches!(header.msg_type, MessageType::Data | MessageType::Close)
+            && payload.len() > budget
+        {
+            // The stream refuses it; count why.
+            self.metrics.budget_refusals += 1;
+        }
         let Some(s) = self.streams.get_mut(&local) else {
             return;
         };
@@ -587,6 +624,11 @@ where
         if established {
             self.events.push_back(Event::Established(local));
         }
+        if s.pending_open && (s.is_established() || s.establish_error().is_some()) {
+            s.pending_open = false;
+            self.pending_opens -= 1;
+            self.events.push_back(Event::OpenRoom);
+        }
         if s.removable(now) {
             self.remove(local);
             return;
@@ -608,6 +650,10 @@ where
             return;
         };
         tracing::debug!(stream = %s.id, "stream removed");
+        if s.pending_open {
+            self.pending_opens -= 1;
+            self.events.push_back(Event::OpenRoom);
+        }
         self.inbound_bytes -= s.inbound_bytes();
         match s.peer {
             Destination::Address(_) => {
@@ -615,6 +661,12 @@ where
             }
             Destination::Reply(tag) => {
                 self.inbound.remove(&(tag, s.id));
+                if let Some(n) = self.inbound_ids.get_mut(&s.id) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.inbound_ids.remove(&s.id);
+                    }
+                }
                 self.live_inbound -= 1;
             }
         }

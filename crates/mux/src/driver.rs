@@ -31,6 +31,7 @@ pub(crate) struct Inner<A, T> {
     write_wakers: HashMap<LocalId, Waker>,
     established_wakers: HashMap<LocalId, Waker>,
     accept_waker: Option<Waker>,
+    open_wakers: Vec<Waker>,
     plain_recv_waker: Option<Waker>,
     plain_send_waker: Option<Waker>,
     driver_waker: Option<Waker>,
@@ -68,6 +69,12 @@ where
                 Event::Writable(id) => self.write_wakers.remove(&id),
                 Event::Established(id) => self.established_wakers.remove(&id),
                 Event::Plain => self.plain_recv_waker.take(),
+                Event::OpenRoom => {
+                    for w in self.open_wakers.drain(..) {
+                        w.wake();
+                    }
+                    None
+                }
             };
             if let Some(w) = w {
                 w.wake();
@@ -92,6 +99,12 @@ where
 
     pub(crate) fn register_accept(&mut self, w: &Waker) {
         self.accept_waker = Some(w.clone());
+    }
+
+    pub(crate) fn register_open(&mut self, w: &Waker) {
+        if !self.open_wakers.iter().any(|o| o.will_wake(w)) {
+            self.open_wakers.push(w.clone());
+        }
     }
 
     pub(crate) fn register_plain_recv(&mut self, w: &Waker) {
@@ -138,6 +151,9 @@ where
         for (_, w) in self.established_wakers.drain() {
             w.wake();
         }
+        for w in self.open_wakers.drain(..) {
+            w.wake();
+        }
         for w in [
             self.accept_waker.take(),
             self.plain_recv_waker.take(),
@@ -160,6 +176,7 @@ pub(crate) fn shared<A, T>(core: Core<A, T>) -> Arc<Shared<A, T>> {
             write_wakers: HashMap::new(),
             established_wakers: HashMap::new(),
             accept_waker: None,
+            open_wakers: Vec::new(),
             plain_recv_waker: None,
             plain_send_waker: None,
             driver_waker: None,

@@ -34,6 +34,13 @@ pub enum OpenError {
         "the multiplexer is closed (client disconnected or its network failed); connect again"
     )]
     Closed,
+    /// Too many of our opens are still unacknowledged; wait (the async `open` does)
+    /// or raise `max_pending_opens`.
+    #[error("{limit} opened streams are still waiting for the peer's OpenAck; wait for one to be established or raise max_pending_opens")]
+    TooManyPendingOpens {
+        /// The configured limit.
+        limit: usize,
+    },
     /// Every stream id we drew was in use; retry (practically unreachable with 64-bit ids).
     #[error("could not find a free stream id after {attempts} attempts; retry")]
     NoFreeId {

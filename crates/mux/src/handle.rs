@@ -97,6 +97,30 @@ impl<A: Key, T: Key> MuxHandle<A, T> {
         Ok(MuxStream::new(self.shared.clone(), local, id))
     }
 
+    /// Opens a stream to `to` like [`MuxHandle::open_stream`], but when
+    /// `max_pending_opens` streams are still waiting for their `OpenAck`, waits for
+    /// one of them to finish instead of failing.
+    pub async fn open(
+        &self,
+        to: A,
+        reply_surbs: Option<u32>,
+    ) -> Result<MuxStream<A, T>, OpenError> {
+        poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            if inner.closed.is_some() {
+                return Poll::Ready(Err(OpenError::Closed));
+            }
+            if !inner.core.can_open() {
+                inner.register_open(cx.waker());
+                return Poll::Pending;
+            }
+            let res = inner.core.open(now(), to, reply_surbs);
+            inner.dispatch();
+            Poll::Ready(res.map(|(local, id)| MuxStream::new(self.shared.clone(), local, id)))
+        })
+        .await
+    }
+
     /// Takes the listener for incoming streams. Only one exists per client: a second
     /// call returns `None`.
     pub fn listener(&self) -> Option<MuxListener<A, T>> {

@@ -178,6 +178,8 @@ pub(crate) struct StreamState<A, T> {
     pub(crate) scheduled: Option<Instant>,
     /// Whether the stream sits in the core's ready queue.
     pub(crate) in_ready: bool,
+    /// Whether the stream counts against the core's limit on unacknowledged opens.
+    pub(crate) pending_open: bool,
 }
 
 impl<A: Copy, T: Copy> StreamState<A, T> {
@@ -276,6 +278,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             metrics: StreamMetrics::default(),
             scheduled: None,
             in_ready: false,
+            pending_open: false,
         };
         s.peer_max_data = s.initial_credit();
         s
@@ -298,6 +301,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         s.frame_payload = (s.frame_payload - crate::config::ANONYMOUS_EXTRA).max(64);
         s.fixed_surbs = fixed_surbs;
         s.need_open = true;
+        s.pending_open = true;
         s
     }
 
