@@ -1,0 +1,225 @@
+//! Hostile input fed straight into the sans-IO core: every bound is pushed past its
+//! limit, and nothing panics or grows without bound.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lp_frame::ext::{Ack, Close, Reset, SackBlock};
+use lp_frame::{MessageType, StreamHeader, StreamId};
+use mux::{Core, Inbound, MuxConfig, Read, Write};
+
+const PEER: u8 = 9;
+
+fn frame(id: u64, t: MessageType, seq: u32, reserved: u8, body: &[u8]) -> Bytes {
+    let mut v = StreamHeader::new(StreamId::new(id), t, seq)
+        .with_reserved(reserved)
+        .to_bytes()
+        .to_vec();
+    v.extend_from_slice(body);
+    Bytes::from(v)
+}
+
+fn from_peer(core: &mut Core<u8, u8>, now: Instant, payload: Bytes) {
+    core.handle_inbound(
+        now,
+        Inbound {
+            payload,
+            sender_tag: Some(PEER),
+        },
+    );
+}
+
+fn drain(core: &mut Core<u8, u8>, now: Instant) -> usize {
+    let mut n = 0;
+    while core.poll_transmit(now, &|_| None).is_some() {
+        n += 1;
+    }
+    n
+}
+
+fn open(core: &mut Core<u8, u8>, now: Instant, id: u64) -> mux::LocalId {
+    from_peer(core, now, frame(id, MessageType::Open, 0, lp_frame::ext::CAP_EXTENDED, b""));
+    core.accept().expect("stream accepted").0
+}
+
+#[test]
+fn a_peer_that_skips_one_sequence_number_forever_is_held_to_the_window() {
+    let cfg = MuxConfig::default().with_receive_window(64 * 1024);
+    let mut core = Core::<u8, u8>::new(cfg);
+    let t0 = Instant::now();
+    let local = open(&mut core, t0, 1);
+    let chunk = vec![1u8; 1500];
+    // seq 0 never comes; 10,000 frames after it do.
+    for seq in 1..10_000 {
+        from_peer(&mut core, t0, frame(1, MessageType::Data, seq, 0, &chunk));
+        assert!(core.inbound_bytes() <= 64 * 1024 + 1585, "at seq {seq}");
+    }
+    drain(&mut core, t0);
+    // Nothing was delivered past the gap.
+    assert!(matches!(core.read(t0, local, &mut [0u8; 10]), Read::Pending));
+    let m = core.stream_metrics(local).unwrap();
+    assert!(m.frames_refused > 9_000, "{m:?}");
+}
+
+#[test]
+fn an_open_flood_is_bounded_by_the_backlog() {
+    let cfg = MuxConfig::default().with_accept_backlog(16);
+    let mut core = Core::<u8, u8>::new(cfg);
+    let t0 = Instant::now();
+    for id in 0..10_000u64 {
+        from_peer(&mut core, t0, frame(id, MessageType::Open, 0, 1, b""));
+        drain(&mut core, t0);
+    }
+    assert_eq!(core.backlog(), 16);
+    assert_eq!(core.stream_count(), 16);
+    assert_eq!(core.metrics().opens_refused, 10_000 - 16);
+}
+
+#[test]
+fn an_orphan_data_flood_is_bounded_in_ids_frames_and_age() {
+    let cfg = MuxConfig::default()
+        .with_max_orphan_streams(8)
+        .with_max_orphan_frames(4)
+        .with_orphan_ttl(Duration::from_secs(30));
+    let mut core = Core::<u8, u8>::new(cfg);
+    let t0 = Instant::now();
+    let chunk = vec![2u8; 1000];
+    for id in 0..1000u64 {
+        for seq in 0..10 {
+            from_peer(&mut core, t0, frame(id, MessageType::Data, seq, 0, &chunk));
+        }
+    }
+    assert_eq!(core.inbound_bytes(), 8 * 4 * 1000);
+    let m = core.metrics();
+    assert_eq!(m.orphan_frames_held, 32);
+    assert_eq!(m.orphan_frames_dropped, 10_000 - 32);
+    // Age: after the ttl everything held is gone.
+    let later = t0 + Duration::from_secs(31);
+    core.handle_timeout(later);
+    assert_eq!(core.inbound_bytes(), 0);
+}
+
+#[test]
+fn a_peer_that_never_reads_blocks_our_writer_at_its_credit() {
+    let mut core = Core::<u8, u8>::new(MuxConfig::default());
+    let t0 = Instant::now();
+    let local = open(&mut core, t0, 3);
+    drain(&mut core, t0);
+    let buf = vec![0u8; 8192];
+    let mut written = 0usize;
+    loop {
+        match core.write(t0, local, &buf) {
+            Write::Accepted(n) => written += n,
+            Write::Blocked => break,
+            Write::Failed(e) => panic!("{e}"),
+        }
+        drain(&mut core, t0);
+    }
+    // Without any ack the peer's initial credit is all we may send.
+    assert_eq!(written as u64, mux::INITIAL_CREDIT);
+}
+
+#[test]
+fn a_billion_byte_credit_allocates_nothing_beyond_the_send_buffer() {
+    let cfg = MuxConfig::default().with_send_buffer(128 * 1024);
+    let mut core = Core::<u8, u8>::new(cfg);
+    let t0 = Instant::now();
+    let local = open(&mut core, t0, 4);
+    let mut ack = Vec::new();
+    Ack::new(0, 1_000_000_000_000, 0).encode(&mut ack);
+    from_peer(&mut core, t0, frame(4, MessageType::Ack, 0, 0, &ack));
+    let buf = vec![0u8; 8192];
+    let mut written = 0usize;
+    while let Write::Accepted(n) = core.write(t0, local, &buf) {
+        written += n;
+        drain(&mut core, t0);
+    }
+    assert_eq!(written, 128 * 1024);
+}
+
+#[test]
+fn forged_acks_for_unsent_data_are_ignored_and_counted() {
+    let mut core = Core::<u8, u8>::new(MuxConfig::default());
+    let t0 = Instant::now();
+    let local = open(&mut core, t0, 5);
+    assert!(matches!(core.write(t0, local, b"hello"), Write::Accepted(5)));
+    core.flush(t0, local);
+    drain(&mut core, t0);
+    // Only seq 0 was sent; these name seqs 0..1000 and a SACK far ahead.
+    let mut forged = Ack::new(1000, 1 << 20, 0);
+    forged.push_sack(SackBlock { start: 2000, end: 2100 });
+    let mut body = Vec::new();
+    forged.encode(&mut body);
+    for _ in 0..3 {
+        from_peer(&mut core, t0, frame(5, MessageType::Ack, 0, 0, &body));
+    }
+    let m = core.stream_metrics(local).unwrap();
+    assert_eq!(m.forged_acks, 3);
+    // The real frame is still unacknowledged: the retransmission timer resends it.
+    let later = t0 + Duration::from_secs(6);
+    core.handle_timeout(later);
+    assert!(drain(&mut core, later) >= 1);
+    assert_eq!(core.stream_metrics(local).unwrap().retransmits, 1);
+}
+
+#[test]
+fn fin_reset_ack_and_ping_for_unknown_streams_do_nothing() {
+    let mut core = Core::<u8, u8>::new(MuxConfig::default());
+    let t0 = Instant::now();
+    let mut close = Vec::new();
+    Close { error_code: None }.encode(&mut close);
+    let mut reset = Vec::new();
+    Reset { code: 3 }.encode(&mut reset);
+    let mut ack = Vec::new();
+    Ack::new(5, 5, 5).encode(&mut ack);
+    for id in 0..100 {
+        from_peer(&mut core, t0, frame(id, MessageType::Reset, 0, 0, &reset));
+        from_peer(&mut core, t0, frame(id, MessageType::Ack, 0, 0, &ack));
+        from_peer(&mut core, t0, frame(id, MessageType::Ping, 7, 0, b""));
+        from_peer(&mut core, t0, frame(id, MessageType::OpenAck, 0, 1, b""));
+        // Replies (no tag) for streams we never opened.
+        core.handle_inbound(
+            t0,
+            Inbound {
+                payload: frame(id, MessageType::Close, 0, 0, &close),
+                sender_tag: None,
+            },
+        );
+    }
+    assert_eq!(core.stream_count(), 0);
+    assert_eq!(drain(&mut core, t0), 0);
+    assert_eq!(core.metrics().unknown_stream_frames, 500);
+}
+
+#[test]
+fn garbage_payloads_of_every_type_never_panic() {
+    let mut core = Core::<u8, u8>::new(MuxConfig::default());
+    let t0 = Instant::now();
+    let local = open(&mut core, t0, 6);
+    let mut x: u32 = 12345;
+    let mut junk = || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x
+    };
+    for round in 0..2000u32 {
+        for t in lp_frame::MessageType::ALL {
+            let len = (junk() % 200) as usize;
+            let body: Vec<u8> = (0..len).map(|_| junk() as u8).collect();
+            let reserved = junk() as u8;
+            from_peer(&mut core, t0, frame(6, t, junk(), reserved, &body));
+        }
+        if round % 100 == 0 {
+            drain(&mut core, t0);
+        }
+        assert!(core.inbound_bytes() <= 64 * 1024 * 1024);
+    }
+    // Truncated and headerless messages.
+    for len in 0..40 {
+        let body: Vec<u8> = (0..len).map(|_| junk() as u8).collect();
+        from_peer(&mut core, t0, Bytes::from(body));
+    }
+    let _ = core.read(t0, local, &mut [0u8; 64]);
+    drain(&mut core, t0);
+}
