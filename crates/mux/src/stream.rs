@@ -498,7 +498,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     }
 
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
-        if let Some(r) = self.reset {
+        if let Some(r) = self.reset.filter(|_| !self.reads_survive_reset()) {
             return ReadOutcome::Failed(reset_error(r, "reading"));
         }
         if buf.is_empty() {
@@ -526,7 +526,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
 
     /// One chunk as it arrived (for `recv()`).
     pub(crate) fn read_chunk(&mut self) -> Result<Option<Bytes>, ReadOutcome> {
-        if let Some(r) = self.reset {
+        if let Some(r) = self.reset.filter(|_| !self.reads_survive_reset()) {
             return Err(ReadOutcome::Failed(reset_error(r, "reading")));
         }
         if let Some(chunk) = self.recv_queue.pop_front() {
@@ -811,8 +811,25 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             by_peer: true,
             code,
         });
+        // A peer whose direction already ended in order (its FIN was delivered, so
+        // every byte it wrote sits in our queue) resets only to stop our direction,
+        // e.g. after dropping its handle: those bytes stay readable.
+        let kept = self
+            .read_end
+            .is_some()
+            .then(|| (std::mem::take(&mut self.recv_queue), self.recv_queued));
         self.discard_all();
+        if let Some((queue, queued)) = kept {
+            self.recv_queue = queue;
+            self.recv_queued = queued;
+        }
         self.wake_all();
+    }
+
+    /// Whether reads still deliver after a reset: only when the peer reset the stream
+    /// after its direction had ended in order (see [`Self::on_peer_reset`]).
+    fn reads_survive_reset(&self) -> bool {
+        self.reset.is_some_and(|r| r.by_peer) && self.read_end.is_some()
     }
 
     fn on_ack(&mut self, ack: &Ack, now: Instant) {
@@ -942,7 +959,9 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                             s.distance_from(self.send_buf.oldest_unacked().map_or(*s, |o| o.0))
                         });
                     if let Some(seq) = oldest {
-                        if self.send_buf.retransmits(seq).unwrap_or(0) >= self.max_retransmits {
+                        // `max_retransmits` counts transmissions (as for the Open).
+                        let sent = self.send_buf.retransmits(seq).unwrap_or(0) + 1;
+                        if sent >= self.max_retransmits {
                             self.fail_timeout("a frame was not acknowledged after the maximum number of retransmissions");
                             return;
                         }

@@ -1,6 +1,8 @@
 //! Shared helpers for the mux integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod wire;
+
 use mixnet_sim::{Address, Mixnet, SenderTag, SimConfig};
 use mux::{sim::SimTransport, MuxConfig, MuxHandle};
 

@@ -1,0 +1,640 @@
+//! Unit tests of the sans-IO core with synthetic time: two `Core`s joined by a
+//! hand-driven wire (see `common::wire`), one test per protocol transition.
+
+mod common;
+
+use std::io::ErrorKind;
+use std::time::Duration;
+
+use common::pattern;
+use common::wire::{Fate, Packet, Wire, A, B};
+use lp_frame::ext::reset_code;
+use lp_frame::MessageType;
+use mux::{reset_code as code_of, Event, LocalId, MuxConfig, Read, Write};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn is_data(p: &Packet) -> bool {
+    p.kind() == MessageType::Data
+}
+
+/// Takes the queued packets out of the wire.
+fn drain(w: &mut Wire) -> Vec<Packet> {
+    w.queue.drain(..).collect()
+}
+
+fn expect_failed(r: Read) -> std::io::Error {
+    match r {
+        Read::Failed(e) => e,
+        other => panic!("expected a failed read, got {other:?}"),
+    }
+}
+
+fn expect_write_failed(w: Write) -> std::io::Error {
+    match w {
+        Write::Failed(e) => e,
+        other => panic!("expected a failed write, got {other:?}"),
+    }
+}
+
+/// Reads at `addr` until the stream ends, pumping and firing timers in between.
+fn read_to_end(w: &mut Wire, addr: u8, local: LocalId, limit: Duration) -> (Vec<u8>, Read) {
+    let mut got = Vec::new();
+    let mut end = Read::Pending;
+    w.run(limit, &mut |w| {
+        end = w.read_available(addr, local, &mut got);
+        !matches!(end, Read::Pending)
+    });
+    (got, end)
+}
+
+#[test]
+fn open_then_open_ack_establishes() {
+    let mut w = Wire::default_pair();
+    let (la, id) = w.a.open(w.now, B, None).unwrap();
+    assert!(!w.a.established(la).unwrap());
+    assert_eq!(w.a.stream_id(la), Some(id));
+
+    w.collect();
+    let sent = drain(&mut w);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].kind(), MessageType::Open);
+    assert_eq!(sent[0].header().stream_id, id);
+    assert!(sent[0].surbs > 0, "the Open carries reply SURBs");
+    assert_eq!(sent[0].msg.sender_tag, Some(common::wire::tag_of(A)));
+    w.deliver(sent[0].clone());
+    assert!(w.events(B).contains(&Event::Incoming));
+    assert_eq!(w.b.backlog(), 1);
+
+    w.collect();
+    let back = drain(&mut w);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].kind(), MessageType::OpenAck);
+    assert_eq!(back[0].msg.sender_tag, None, "replies carry no sender tag");
+    assert!(
+        !w.a.established(la).unwrap(),
+        "not before the OpenAck arrives"
+    );
+    w.deliver(back[0].clone());
+    assert!(w.a.established(la).unwrap());
+    assert!(w.events(A).contains(&Event::Established(la)));
+
+    let (lb, idb) = w.b.accept().unwrap();
+    assert_eq!(idb, id);
+    assert!(w.b.established(lb).unwrap());
+    assert!(w.b.accept().is_none());
+    assert_eq!(w.a.metrics().streams_opened, 1);
+    assert_eq!(w.b.metrics().streams_accepted, 1);
+}
+
+#[test]
+fn zero_rtt_write_before_open_ack() {
+    let mut w = Wire::default_pair();
+    let (la, _) = w.a.open(w.now, B, None).unwrap();
+    w.write_all(A, la, b"hello before any round trip");
+    w.collect();
+    let sent = drain(&mut w);
+    let kinds: Vec<_> = sent.iter().map(Packet::kind).collect();
+    assert_eq!(kinds, vec![MessageType::Open, MessageType::Data]);
+    assert!(!w.a.established(la).unwrap());
+    for p in sent {
+        w.deliver(p);
+    }
+    let (lb, _) = w.b.accept().unwrap();
+    let mut got = Vec::new();
+    assert!(matches!(w.read_available(B, lb, &mut got), Read::Pending));
+    assert_eq!(got, b"hello before any round trip");
+    w.pump();
+    assert!(w.a.established(la).unwrap());
+}
+
+#[test]
+fn duplicate_open_is_ignored_and_re_acknowledged() {
+    let mut w = Wire::default_pair();
+    let (la, _) = w.a.open(w.now, B, None).unwrap();
+    w.collect();
+    let open = drain(&mut w).remove(0);
+    w.deliver(open.clone());
+    w.collect();
+    w.deliver(open);
+    w.collect();
+    assert_eq!(w.b.backlog(), 1, "one stream, not two");
+    assert_eq!(w.b.metrics().duplicate_opens, 1);
+    assert_eq!(w.sent(B, MessageType::OpenAck), 2, "each Open is answered");
+    w.pump();
+    assert!(w.b.accept().is_some());
+    assert!(w.b.accept().is_none());
+    assert!(w.a.established(la).unwrap());
+    assert_eq!(w.b.stream_count(), 1);
+}
+
+#[test]
+fn data_overtaking_open_is_held_then_delivered() {
+    let mut w = Wire::default_pair();
+    let (la, _) = w.a.open(w.now, B, None).unwrap();
+    w.write_all(A, la, b"early bytes");
+    w.collect();
+    let mut sent = drain(&mut w);
+    assert_eq!(sent.len(), 2);
+    let data = sent.pop().unwrap();
+    let open = sent.pop().unwrap();
+    w.deliver(data);
+    assert!(w.b.accept().is_none());
+    assert_eq!(w.b.metrics().orphan_frames_held, 1);
+    assert_eq!(w.b.inbound_bytes(), b"early bytes".len());
+    w.deliver(open);
+    let (lb, _) = w.b.accept().unwrap();
+    let mut got = Vec::new();
+    w.read_available(B, lb, &mut got);
+    assert_eq!(got, b"early bytes");
+    assert_eq!(w.b.inbound_bytes(), 0);
+}
+
+#[test]
+fn orphan_data_expires_and_stays_bounded() {
+    let cfg_b = MuxConfig::default()
+        .with_max_orphan_frames(2)
+        .with_orphan_ttl(Duration::from_secs(30));
+    let mut w = Wire::new(MuxConfig::default().with_nodelay(true), cfg_b);
+    let (la, _) = w.a.open(w.now, B, None).unwrap();
+    for chunk in [&b"one"[..], b"two", b"three"] {
+        w.write_all(A, la, chunk);
+        w.collect();
+    }
+    let sent = drain(&mut w);
+    let data: Vec<_> = sent.into_iter().filter(is_data).collect();
+    assert_eq!(data.len(), 3);
+    for p in data {
+        w.deliver(p);
+    }
+    let m = w.b.metrics();
+    assert_eq!(m.orphan_frames_held, 2);
+    assert_eq!(
+        m.orphan_frames_dropped, 1,
+        "third frame is over the per-id bound"
+    );
+    assert_eq!(w.b.inbound_bytes(), 6);
+    assert!(
+        w.b.poll_timeout().is_some(),
+        "the orphan age timer is armed"
+    );
+    w.now += Duration::from_secs(31);
+    w.b.handle_timeout(w.now);
+    assert_eq!(w.b.metrics().orphan_frames_dropped, 3);
+    assert_eq!(w.b.inbound_bytes(), 0);
+}
+
+#[test]
+fn open_beyond_backlog_is_refused_with_reset() {
+    let mut w = Wire::new(
+        MuxConfig::default(),
+        MuxConfig::default().with_accept_backlog(2),
+    );
+    let now = w.now;
+    let streams: Vec<LocalId> = (0..3).map(|_| w.a.open(now, B, None).unwrap().0).collect();
+    w.pump();
+    assert_eq!(w.b.backlog(), 2);
+    assert_eq!(w.b.metrics().opens_refused, 1);
+    assert_eq!(w.sent(B, MessageType::Reset), 1);
+    assert!(w.a.established(streams[0]).unwrap());
+    assert!(w.a.established(streams[1]).unwrap());
+    let err = w.a.established(streams[2]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+    assert_eq!(code_of(&err), Some(reset_code::REFUSED));
+    let err = expect_failed(w.read_available(A, streams[2], &mut Vec::new()));
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+    assert_eq!(code_of(&err), Some(reset_code::REFUSED));
+    // Accepting frees a slot: the next Open gets in.
+    assert!(w.b.accept().is_some());
+    let (l4, _) = w.a.open(w.now, B, None).unwrap();
+    w.pump();
+    assert!(w.a.established(l4).unwrap());
+    assert_eq!(w.b.backlog(), 2);
+}
+
+#[test]
+fn ordered_delivery_under_reordering() {
+    let mut w = Wire::default_pair();
+    let (la, lb) = w.open_pair();
+    let data = pattern(40_000, 1);
+    w.write_all(A, la, &data);
+    w.collect();
+    let mut sent = drain(&mut w);
+    assert!(sent.iter().filter(|p| is_data(p)).count() >= 20);
+    sent.shuffle(&mut ChaCha8Rng::seed_from_u64(5));
+    for p in sent {
+        w.deliver(p);
+    }
+    let (got, end) = read_to_end_pending(&mut w, lb);
+    assert!(matches!(end, Read::Pending));
+    assert!(got == data, "bytes differ after reordering");
+    assert!(w.b.stream_metrics(lb).unwrap().out_of_order > 0);
+}
+
+/// Reads what is available at B without pumping.
+fn read_to_end_pending(w: &mut Wire, lb: LocalId) -> (Vec<u8>, Read) {
+    let mut got = Vec::new();
+    let end = w.read_available(B, lb, &mut got);
+    (got, end)
+}
+
+#[test]
+fn lost_last_frame_is_resent_on_timer() {
+    let mut w = Wire::default_pair();
+    let (la, lb) = w.open_pair();
+    let data = pattern(4_000, 2);
+    w.write_all(A, la, &data);
+    w.collect();
+    let mut sent = drain(&mut w);
+    let last = sent.iter().rposition(is_data).unwrap();
+    sent.remove(last);
+    for p in sent {
+        w.deliver(p);
+    }
+    let t0 = w.now;
+    let mut got = Vec::new();
+    let done = w.run(MINUTE, &mut |w| {
+        w.read_available(B, lb, &mut got);
+        got.len() == data.len()
+    });
+    assert!(done, "lost frame never repaired");
+    assert!(got == data);
+    let m = w.a.stream_metrics(la).unwrap();
+    assert_eq!(m.retransmits, 1, "{m:?}");
+    // No later frame exists to reveal the gap: only the timer can repair it.
+    assert!(w.now - t0 >= MuxConfig::default().min_rto);
+}
+
+#[test]
+fn lost_frame_is_resent_fast_on_sack() {
+    let mut w = Wire::default_pair();
+    let (la, lb) = w.open_pair();
+    let data = pattern(20_000, 3);
+    w.write_all(A, la, &data);
+    w.collect();
+    let mut sent = drain(&mut w);
+    let first = sent.iter().position(is_data).unwrap();
+    sent.remove(first);
+    for p in sent {
+        w.deliver(p);
+    }
+    let t0 = w.now;
+    let mut got = Vec::new();
+    let done = w.run(MINUTE, &mut |w| {
+        w.read_available(B, lb, &mut got);
+        got.len() == data.len()
+    });
+    assert!(done);
+    assert!(got == data);
+    let m = w.a.stream_metrics(la).unwrap();
+    assert_eq!(m.retransmits, 1, "{m:?}");
+    assert!(
+        w.now - t0 < MuxConfig::default().min_rto,
+        "repaired after {:?}: the SACK path should beat the timer",
+        w.now - t0
+    );
+}
+
+#[test]
+fn duplicate_frames_are_dropped() {
+    let mut w = Wire::default_pair();
+    let (la, lb) = w.open_pair();
+    let data = pattern(30_000, 4);
+    w.write_all(A, la, &data);
+    w.shutdown(A, la);
+    let (got, end) = {
+        let mut got = Vec::new();
+        let mut end = Read::Pending;
+        w.run_with(
+            MINUTE,
+            &mut |p| {
+                if p.from == A {
+                    Fate::Duplicate
+                } else {
+                    Fate::Deliver
+                }
+            },
+            &mut |w| {
+                end = w.read_available(B, lb, &mut got);
+                !matches!(end, Read::Pending)
+            },
+        );
+        (got, end)
+    };
+    assert!(matches!(end, Read::Eof), "{end:?}");
+    assert!(got == data);
+    let frames = w.sent(A, MessageType::Data) + w.sent(A, MessageType::Close);
+    let m = w.b.stream_metrics(lb).unwrap();
+    assert_eq!(m.duplicates as usize, frames, "{m:?}");
+    assert_eq!(m.bytes_read as usize, data.len());
+}
+
+#[test]
+fn writer_blocks_on_credit_and_resumes_after_read() {
+    let window = 100_000u32;
+    let mut w = Wire::new(
+        MuxConfig::default().with_send_buffer(1 << 20),
+        MuxConfig::default().with_receive_window(window),
+    );
+    let (la, lb) = w.open_pair();
+    let data = pattern(300_000, 5);
+    let mut off = w.write_some(A, la, &data);
+    assert_eq!(
+        off as u64,
+        mux::INITIAL_CREDIT,
+        "initial credit before any ack"
+    );
+    // Let the receiver's acks advertise its window; nobody reads.
+    for _ in 0..5 {
+        w.sleep(Duration::from_secs(2));
+        off += w.write_some(A, la, &data[off..]);
+    }
+    assert_eq!(
+        off, window as usize,
+        "the writer may fill exactly the window"
+    );
+    assert!(matches!(w.write(A, la, &data[off..]), Write::Blocked));
+    assert!(w.a.stream_metrics(la).unwrap().credit_stalls > 0);
+    assert_eq!(w.b.inbound_bytes(), window as usize);
+    assert!(w.peak_inbound[1] <= window as usize);
+
+    // Reading reopens the window.
+    let mut got = Vec::new();
+    w.read_available(B, lb, &mut got);
+    assert_eq!(got.len(), window as usize);
+    w.pump();
+    assert!(w.events(A).contains(&Event::Writable(la)));
+    let more = w.write_some(A, la, &data[off..]);
+    assert!(more > 0);
+    off += more;
+    let done = w.run(Duration::from_secs(600), &mut |w| {
+        w.read_available(B, lb, &mut got);
+        off += w.write_some(A, la, &data[off..]);
+        w.flush(A, la);
+        got.len() == data.len()
+    });
+    assert!(done);
+    assert!(got == data);
+    assert!(w.peak_inbound[1] <= window as usize);
+}
+
+#[test]
+fn fin_gives_eof_exactly_after_the_last_byte() {
+    let mut w = Wire::default_pair();
+    let (la, lb) = w.open_pair();
+    let data = pattern(5_000, 6);
+    w.write_all(A, la, &data);
+    assert!(!w.shutdown(A, la), "FIN waits for the data");
+    w.collect();
+    assert!(w.shutdown(A, la), "FIN sent");
+    let mut sent = drain(&mut w);
+    assert_eq!(sent.last().unwrap().kind(), MessageType::Close);
+    let last_data = sent.iter().rposition(is_data).unwrap();
+    let held = sent.remove(last_data);
+    // The Close overtakes the last data frame.
+    sent.reverse();
+    for p in sent {
+        w.deliver(p);
+    }
+    let mut got = Vec::new();
+    assert!(matches!(w.read_available(B, lb, &mut got), Read::Pending));
+    assert!(got.len() < data.len());
+    w.deliver(held);
+    assert!(matches!(w.read_available(B, lb, &mut got), Read::Eof));
+    assert!(got == data);
+    // EOF is sticky.
+    assert!(matches!(w.read(B, lb, &mut [0u8; 16]), Read::Eof));
+}
+
+#[test]
+fn half_close_keeps_the_other_direction_working() {
+    let mut w = Wire::default_pair();
+    let (la, lb) = w.open_pair();
+    w.write_all(A, la, b"request");
+    w.shutdown(A, la);
+    let (got, end) = read_to_end(&mut w, B, lb, MINUTE);
+    assert_eq!(got, b"request");
+    assert!(matches!(end, Read::Eof));
+    // A's write side is closed.
+    let err = expect_write_failed(w.write(A, la, b"x"));
+    assert_eq!(err.kind(), ErrorKind::BrokenPipe);
+
+    // The response, larger than the initial credit, still flows back.
+    let response = pattern(200_000, 7);
+    let mut off = 0;
+    let mut back = Vec::new();
+    let mut end = Read::Pending;
+    let done = w.run(Duration::from_secs(600), &mut |w| {
+        if off < response.len() {
+            off += w.write_some(B, lb, &response[off..]);
+            if off == response.len() {
+                w.shutdown(B, lb);
+            }
+        }
+        end = w.read_available(A, la, &mut back);
+        !matches!(end, Read::Pending)
+    });
+    assert!(done);
+    assert!(matches!(end, Read::Eof), "{end:?}");
+    assert!(back == response);
+
+    // Both directions finished: after the handles go and the linger passes, the
+    // stream leaves both tables.
+    w.drop_handle(A, la);
+    w.drop_handle(B, lb);
+    w.sleep(MuxConfig::default().linger + Duration::from_secs(1));
+    assert_eq!(w.a.stream_count(), 0);
+    assert_eq!(w.b.stream_count(), 0);
+}
+
+fn reset_one_way(resetter: u8) {
+    let mut w = Wire::default_pair();
+    let (la, lb) = w.open_pair();
+    let (mine, theirs, peer) = if resetter == A {
+        (la, lb, B)
+    } else {
+        (lb, la, A)
+    };
+    w.write_all(A, la, &pattern(3_000, 8));
+    w.write_all(B, lb, &pattern(3_000, 9));
+    w.pump();
+    let code = 0x1234;
+    w.reset(resetter, mine, code);
+    w.pump();
+    assert_eq!(w.sent(resetter, MessageType::Reset), 1);
+
+    // The peer: reads fail with ConnectionReset (even with unread data), writes
+    // with BrokenPipe, both carrying the code.
+    let err = expect_failed(w.read_available(peer, theirs, &mut Vec::new()));
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+    assert_eq!(code_of(&err), Some(code));
+    let err = expect_write_failed(w.write(peer, theirs, b"more"));
+    assert_eq!(err.kind(), ErrorKind::BrokenPipe);
+    assert_eq!(code_of(&err), Some(code));
+    assert_eq!(w.core(peer).inbound_bytes(), 0, "buffers freed");
+
+    // The resetter's own side fails too (aborted locally).
+    let err = expect_failed(w.read_available(resetter, mine, &mut Vec::new()));
+    assert_eq!(err.kind(), ErrorKind::ConnectionAborted);
+    assert!(matches!(w.write(resetter, mine, b"x"), Write::Failed(_)));
+
+    // Dropping the handles lets both streams leave the tables.
+    w.drop_handle(A, la);
+    w.drop_handle(B, lb);
+    w.sleep(Duration::from_secs(30));
+    assert_eq!(w.a.stream_count(), 0);
+    assert_eq!(w.b.stream_count(), 0);
+}
+
+#[test]
+fn reset_by_opener() {
+    reset_one_way(A);
+}
+
+#[test]
+fn reset_by_listener() {
+    reset_one_way(B);
+}
+
+#[test]
+fn drop_without_shutdown_delivers_then_aborts() {
+    let mut w = Wire::default_pair();
+    let (la, lb) = w.open_pair();
+    let data = pattern(50_000, 10);
+    w.write_all(A, la, &data[..40_000]);
+    // Some bytes still sit in the coalescing buffer, unflushed, when the handle goes.
+    assert!(matches!(
+        w.write(A, la, &data[40_000..]),
+        Write::Accepted(10_000)
+    ));
+    w.drop_handle(A, la);
+    // Lose the first data frame once: the core must repair it without a handle.
+    let mut lost = false;
+    let mut got = Vec::new();
+    let mut end = Read::Pending;
+    w.run_with(
+        Duration::from_secs(600),
+        &mut |p| {
+            if !lost && is_data(p) {
+                lost = true;
+                Fate::Drop
+            } else {
+                Fate::Deliver
+            }
+        },
+        &mut |w| {
+            end = w.read_available(B, lb, &mut got);
+            !matches!(end, Read::Pending)
+        },
+    );
+    assert!(lost);
+    assert!(
+        got == data,
+        "got {} of {} bytes, end {end:?}, log {:?}",
+        got.len(),
+        data.len(),
+        w.log
+            .iter()
+            .map(|p| (p.from, p.kind(), p.header().seq))
+            .collect::<Vec<_>>()
+    );
+    let err = expect_failed(end);
+    assert_eq!(err.kind(), ErrorKind::ConnectionAborted);
+    assert_eq!(code_of(&err), Some(reset_code::CANCELLED));
+    // The abandoned stream leaves A's table once everything was acknowledged.
+    w.drop_handle(B, lb);
+    w.sleep(Duration::from_secs(60));
+    assert_eq!(w.a.stream_count(), 0);
+    assert_eq!(w.b.stream_count(), 0);
+}
+
+#[test]
+fn retry_limit_times_out_a_silent_peer() {
+    let cfg = MuxConfig::default().with_max_retransmits(3);
+    let mut w = Wire::new(cfg.clone(), cfg);
+    let (la, _lb) = w.open_pair();
+    w.write_all(A, la, b"into the void");
+    let mut end = Read::Pending;
+    let done = w.run_with(
+        Duration::from_secs(3600),
+        &mut |p| {
+            if p.from == A {
+                Fate::Drop
+            } else {
+                Fate::Deliver
+            }
+        },
+        &mut |w| {
+            end = w.read_available(A, la, &mut Vec::new());
+            !matches!(end, Read::Pending)
+        },
+    );
+    assert!(done);
+    let err = expect_failed(end);
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+    let err = expect_write_failed(w.write(A, la, b"x"));
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+    assert_eq!(w.sent(A, MessageType::Data), 3, "one send plus two resends");
+}
+
+#[test]
+fn unanswered_open_times_out() {
+    let cfg = MuxConfig::default().with_max_retransmits(2);
+    let mut w = Wire::new(cfg.clone(), cfg);
+    let (la, _) = w.a.open(w.now, B, None).unwrap();
+    let done = w.run_with(Duration::from_secs(3600), &mut |_| Fate::Drop, &mut |w| {
+        w.a.established(la).is_err()
+    });
+    assert!(done);
+    assert_eq!(w.a.established(la).unwrap_err().kind(), ErrorKind::TimedOut);
+    assert_eq!(w.sent(A, MessageType::Open), 2);
+}
+
+#[test]
+fn inbound_budget_is_never_exceeded() {
+    let budget = 20_000;
+    let mut w = Wire::new(
+        MuxConfig::default(),
+        MuxConfig::default().with_inbound_budget(budget),
+    );
+    let now = w.now;
+    let opened: Vec<LocalId> = (0..4).map(|_| w.a.open(now, B, None).unwrap().0).collect();
+    let data: Vec<Vec<u8>> = (0..4).map(|i| pattern(16_000, 20 + i)).collect();
+    for (l, d) in opened.iter().zip(&data) {
+        w.write_all(A, *l, d);
+        w.core(A).shutdown(now, *l);
+    }
+    // Nobody reads for a while: the budget caps what B buffers.
+    w.sleep(Duration::from_secs(30));
+    assert!(w.peak_inbound[1] <= budget, "peak {}", w.peak_inbound[1]);
+    assert!(w.b.inbound_bytes() > budget / 2, "the budget is used");
+    let accepted: Vec<LocalId> = std::iter::from_fn(|| w.b.accept().map(|x| x.0)).collect();
+    assert_eq!(accepted.len(), 4);
+    let refused: u64 = accepted
+        .iter()
+        .map(|l| w.b.stream_metrics(*l).unwrap().frames_refused)
+        .sum();
+    assert!(refused > 0, "frames beyond the budget are refused");
+
+    // Reading frees the budget and the refused frames are resent.
+    let mut got = vec![Vec::new(); 4];
+    let mut ends = 0;
+    let done = w.run(Duration::from_secs(1200), &mut |w| {
+        ends = 0;
+        for (i, l) in accepted.iter().enumerate() {
+            if matches!(w.read_available(B, *l, &mut got[i]), Read::Eof) {
+                ends += 1;
+            }
+        }
+        ends == 4
+    });
+    assert!(done, "{ends} of 4 streams finished");
+    // Streams are accepted in the order they were opened.
+    for (g, d) in got.iter().zip(&data) {
+        assert!(g == d);
+    }
+    assert!(w.peak_inbound[1] <= budget);
+}
