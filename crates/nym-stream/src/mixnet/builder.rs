@@ -1,0 +1,245 @@
+//! The client builder: every knob of the multiplexer, the idle timeout and the network.
+
+use std::time::Duration;
+
+use mixnet_sim::Mixnet;
+use mux::MuxConfig;
+
+use super::network::Network;
+use super::{Error, MixnetClient, Result};
+
+/// Default [`MixnetClientBuilder::with_stream_idle_timeout`]: 30 minutes.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Default [`MixnetClientBuilder::with_plain_message_surbs`]: 10, like the reference.
+pub const DEFAULT_PLAIN_MESSAGE_SURBS: u32 = 10;
+
+/// Configures a client before it connects, as nym-sdk's builder does:
+/// `MixnetClientBuilder::new_ephemeral() … .build()?.connect_to_mixnet().await?`.
+///
+/// ```
+/// use std::time::Duration;
+/// use nym_stream::mixnet::{Mixnet, MixnetClientBuilder, SimConfig};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> nym_stream::mixnet::Result<()> {
+/// let client = MixnetClientBuilder::new_ephemeral()
+///     .network(Mixnet::new(SimConfig::instant().with_seed(3)))
+///     .with_stream_idle_timeout(Duration::from_secs(60))
+///     .with_receive_window(64 * 1024)
+///     .with_nodelay(true)
+///     .build()?
+///     .connect_to_mixnet()
+///     .await?;
+/// assert_eq!(client.stream_idle_timeout(), Some(Duration::from_secs(60)));
+/// client.disconnect().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until build() and connect_to_mixnet()"]
+pub struct MixnetClientBuilder {
+    network: Option<Network>,
+    mux: MuxConfig,
+    idle_timeout: Option<Duration>,
+    plain_surbs: u32,
+}
+
+impl MixnetClientBuilder {
+    /// A builder for a client with fresh in-memory keys (on the simulator: a fresh random
+    /// address), joining the process-wide simulated mixnet unless
+    /// [`network`](Self::network) says otherwise.
+    pub fn new_ephemeral() -> Self {
+        Self {
+            network: None,
+            mux: MuxConfig::default(),
+            idle_timeout: Some(DEFAULT_STREAM_IDLE_TIMEOUT),
+            plain_surbs: DEFAULT_PLAIN_MESSAGE_SURBS,
+        }
+    }
+
+    /// Joins this simulated mixnet (any preset, any seed) instead of the process-wide one.
+    /// Use it under a paused tokio clock, and to make runs repeatable.
+    pub fn network(mut self, mixnet: Mixnet) -> Self {
+        self.network = Some(Network::Sim(mixnet));
+        self
+    }
+
+    /// Streams with no application bytes read or written for this long are reaped
+    /// (default 30 minutes; see [`MixnetStream`](super::MixnetStream)). Must be non-zero.
+    pub fn with_stream_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Never reap idle streams.
+    pub fn without_stream_idle_timeout(mut self) -> Self {
+        self.idle_timeout = None;
+        self
+    }
+
+    /// Reply SURBs attached to each plain message (default 10). Each SURB costs about
+    /// 1.2 KB of the message, so 10 add roughly 7 packets; 0 means the receiver cannot
+    /// answer with `send_reply`.
+    pub fn with_plain_message_surbs(mut self, surbs: u32) -> Self {
+        self.plain_surbs = surbs;
+        self
+    }
+
+    /// Per-stream receive window in bytes (default 256 KiB): how far the peer may send
+    /// ahead of what we read. Must be non-zero.
+    pub fn with_receive_window(mut self, bytes: u32) -> Self {
+        self.mux = self.mux.with_receive_window(bytes);
+        self
+    }
+
+    /// Per-stream bound on written bytes not yet acknowledged (default 256 KiB); writers
+    /// wait beyond it. Must be non-zero.
+    pub fn with_send_buffer(mut self, bytes: usize) -> Self {
+        self.mux = self.mux.with_send_buffer(bytes);
+        self
+    }
+
+    /// Largest payload of one stream frame (default 1585 bytes: one Sphinx packet). At
+    /// least 64.
+    pub fn with_max_frame_payload(mut self, bytes: usize) -> Self {
+        self.mux = self.mux.with_max_frame_payload(bytes);
+        self
+    }
+
+    /// Default of [`MixnetStream::set_nodelay`](super::MixnetStream::set_nodelay) for new
+    /// streams (default `false`: small writes are coalesced).
+    pub fn with_nodelay(mut self, nodelay: bool) -> Self {
+        self.mux = self.mux.with_nodelay(nodelay);
+        self
+    }
+
+    /// How long a partial frame waits for more bytes when nodelay is off (default 5 ms).
+    pub fn with_coalesce_delay(mut self, delay: Duration) -> Self {
+        self.mux = self.mux.with_coalesce_delay(delay);
+        self
+    }
+
+    /// Client-wide bound on buffered inbound bytes across all streams (default 64 MiB).
+    /// Must be non-zero.
+    pub fn with_inbound_budget(mut self, bytes: usize) -> Self {
+        self.mux = self.mux.with_inbound_budget(bytes);
+        self
+    }
+
+    /// Speak only the reference Nym stream format (no close, reset, acks or credit).
+    /// Default `false`.
+    pub fn with_legacy_mode(mut self, legacy: bool) -> Self {
+        self.mux = self.mux.with_legacy_mode(legacy);
+        self
+    }
+
+    /// Incoming streams waiting to be accepted before further opens are refused
+    /// (default 128). Must be non-zero.
+    pub fn with_accept_backlog(mut self, streams: usize) -> Self {
+        self.mux = self.mux.with_accept_backlog(streams);
+        self
+    }
+
+    /// Peer-opened streams alive at once before further opens are refused (default 4096).
+    pub fn with_max_inbound_streams(mut self, streams: usize) -> Self {
+        self.mux = self.mux.with_max_inbound_streams(streams);
+        self
+    }
+
+    /// Reply SURBs attached to the `Open` of a stream we open (default 10).
+    pub fn with_initial_reply_surbs(mut self, surbs: u32) -> Self {
+        self.mux = self.mux.with_initial_surbs(surbs);
+        self
+    }
+
+    /// Transmissions of one frame before the stream fails with `TimedOut` (default 10).
+    /// Must be non-zero.
+    pub fn with_max_retransmits(mut self, times: u32) -> Self {
+        self.mux = self.mux.with_max_retransmits(times);
+        self
+    }
+
+    /// Seeds the stream-id generator (default: from the operating system), for
+    /// repeatable tests.
+    pub fn with_stream_id_seed(mut self, seed: u64) -> Self {
+        self.mux = self.mux.with_id_seed(Some(seed));
+        self
+    }
+
+    /// Replaces the whole multiplexer configuration (every knob the multiplexer has,
+    /// including ones without a builder method here).
+    pub fn with_mux_config(mut self, config: MuxConfig) -> Self {
+        self.mux = config;
+        self
+    }
+
+    /// The multiplexer configuration as it stands.
+    pub fn mux_config(&self) -> &MuxConfig {
+        &self.mux
+    }
+
+    /// Checks the settings and produces a client ready to connect.
+    pub fn build(self) -> Result<DisconnectedMixnetClient> {
+        fn invalid(knob: &'static str, value: impl ToString, expected: &'static str) -> Error {
+            Error::InvalidConfig {
+                knob,
+                value: value.to_string(),
+                expected,
+            }
+        }
+        if self.idle_timeout == Some(Duration::ZERO) {
+            return Err(invalid(
+                "stream_idle_timeout",
+                "0s",
+                "a non-zero duration (or without_stream_idle_timeout())",
+            ));
+        }
+        let m = &self.mux;
+        if m.receive_window == 0 {
+            return Err(invalid("receive_window", 0, "at least 1 byte"));
+        }
+        if m.send_buffer == 0 {
+            return Err(invalid("send_buffer", 0, "at least 1 byte"));
+        }
+        if m.max_frame_payload < 64 {
+            return Err(invalid(
+                "max_frame_payload",
+                m.max_frame_payload,
+                "at least 64 bytes",
+            ));
+        }
+        if m.inbound_budget == 0 {
+            return Err(invalid("inbound_budget", 0, "at least 1 byte"));
+        }
+        if m.accept_backlog == 0 {
+            return Err(invalid("accept_backlog", 0, "at least 1 stream"));
+        }
+        if m.max_retransmits == 0 {
+            return Err(invalid("max_retransmits", 0, "at least 1 transmission"));
+        }
+        Ok(DisconnectedMixnetClient { builder: self })
+    }
+}
+
+impl Default for MixnetClientBuilder {
+    fn default() -> Self {
+        Self::new_ephemeral()
+    }
+}
+
+/// A configured client, not yet connected; from [`MixnetClientBuilder::build`].
+#[derive(Clone, Debug)]
+#[must_use = "call connect_to_mixnet() to get a client"]
+pub struct DisconnectedMixnetClient {
+    builder: MixnetClientBuilder,
+}
+
+impl DisconnectedMixnetClient {
+    /// Joins the network: draws an address and starts the client's router task on the
+    /// current tokio runtime (fails with [`Error::NoRuntime`] outside one).
+    pub async fn connect_to_mixnet(self) -> Result<MixnetClient> {
+        let b = self.builder;
+        MixnetClient::connect(b.network, b.mux, b.idle_timeout, b.plain_surbs)
+    }
+}

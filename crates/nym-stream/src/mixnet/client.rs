@@ -1,0 +1,348 @@
+//! The client: connect, open streams, take the listener, send and receive plain messages.
+
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use mixnet_sim::{Address, ClientStats, SenderTag};
+use mux::{Destination, MuxHandle};
+
+use super::network::{default_network, Network};
+use super::{
+    AnonymousSenderTag, ClientMetrics, Error, MixnetClientBuilder, MixnetListener, MixnetStream,
+    Recipient, Result,
+};
+
+type Handle = MuxHandle<Address, SenderTag>;
+
+/// A message received outside any stream (the counterpart of nym-sdk's
+/// `ReconstructedMessage`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReconstructedMessage {
+    /// The message bytes.
+    pub message: Vec<u8>,
+    /// The sender's anonymous tag, when it sent reply SURBs: answer with
+    /// [`MixnetMessageSender::send_reply`]. `None` for replies to our own messages.
+    pub sender_tag: Option<AnonymousSenderTag>,
+}
+
+impl fmt::Debug for ReconstructedMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReconstructedMessage")
+            .field("len", &self.message.len())
+            .field("sender_tag", &self.sender_tag)
+            .finish()
+    }
+}
+
+impl From<mux::PlainMessage<SenderTag>> for ReconstructedMessage {
+    fn from(m: mux::PlainMessage<SenderTag>) -> Self {
+        Self {
+            message: m.payload.to_vec(),
+            sender_tag: m.sender_tag,
+        }
+    }
+}
+
+/// Sending plain (non-stream) messages; implemented by [`MixnetClient`] and
+/// [`MixnetClientSender`], as in nym-sdk. Plain messages and streams coexist on one
+/// client.
+pub trait MixnetMessageSender {
+    /// Sends `message` to `address` as one anonymous message carrying the client's
+    /// configured number of reply SURBs (default 10, see
+    /// [`MixnetClientBuilder::with_plain_message_surbs`]), so the receiver can answer with
+    /// [`send_reply`](Self::send_reply). Waits while the client's send queue is full.
+    fn send_plain_message<M>(
+        &self,
+        address: Recipient,
+        message: M,
+    ) -> impl Future<Output = Result<()>> + Send
+    where
+        M: AsRef<[u8]> + Send;
+
+    /// Answers the sender behind `recipient_tag` through the reply SURBs it sent us,
+    /// without learning its address.
+    fn send_reply<M>(
+        &self,
+        recipient_tag: AnonymousSenderTag,
+        message: M,
+    ) -> impl Future<Output = Result<()>> + Send
+    where
+        M: AsRef<[u8]> + Send;
+}
+
+async fn send_to(
+    handle: &Handle,
+    to: Destination<Address, SenderTag>,
+    msg: &[u8],
+    surbs: u32,
+) -> Result<()> {
+    let what = match to {
+        Destination::Address(a) => a.to_string(),
+        Destination::Reply(t) => format!("sender tag {t}"),
+    };
+    handle
+        .send_plain(to, Bytes::copy_from_slice(msg), surbs)
+        .await
+        .map_err(|source| {
+            if handle.is_closed() {
+                Error::Disconnected
+            } else {
+                Error::Send { to: what, source }
+            }
+        })
+}
+
+/// A client connected to a mixnet: one address, any number of streams (multiplexed over
+/// the client's single connection by a background router task), one listener, and plain
+/// messages beside them.
+///
+/// ```
+/// use nym_stream::mixnet::{MixnetClientBuilder, SimConfig, Mixnet};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let net = Mixnet::new(SimConfig::realistic().with_seed(1));
+/// let join = |net: &Mixnet| MixnetClientBuilder::new_ephemeral().network(net.clone()).build();
+/// let mut alice = join(&net)?.connect_to_mixnet().await?;
+/// let mut bob = join(&net)?.connect_to_mixnet().await?;
+/// let mut listener = bob.listener()?;
+///
+/// let mut stream = alice.open_stream(*bob.nym_address(), None).await?;
+/// stream.write_all(b"ping").await?;
+/// stream.shutdown().await?;
+///
+/// let mut incoming = listener.accept().await.expect("bob is connected");
+/// assert_eq!(incoming.id(), stream.id());
+/// let mut got = Vec::new();
+/// incoming.read_to_end(&mut got).await?;
+/// assert_eq!(got, b"ping");
+/// alice.disconnect().await;
+/// bob.disconnect().await;
+/// # Ok(())
+/// # }
+/// ```
+pub struct MixnetClient {
+    handle: Handle,
+    address: Recipient,
+    network: Network,
+    idle_timeout: Option<Duration>,
+    plain_surbs: u32,
+}
+
+impl fmt::Debug for MixnetClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MixnetClient")
+            .field("address", &self.address)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MixnetClient {
+    /// Connects a new client with default settings to the process-wide **simulated**
+    /// mixnet (realistic preset, real time; see [`default_network`]). The same as
+    /// `MixnetClientBuilder::new_ephemeral().build()?.connect_to_mixnet().await`.
+    pub async fn connect_new() -> Result<Self> {
+        MixnetClientBuilder::new_ephemeral()
+            .build()?
+            .connect_to_mixnet()
+            .await
+    }
+
+    pub(crate) fn connect(
+        network: Option<Network>,
+        cfg: mux::MuxConfig,
+        idle_timeout: Option<Duration>,
+        plain_surbs: u32,
+    ) -> Result<Self> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::NoRuntime);
+        }
+        let network = match network {
+            Some(n) => n,
+            None => Network::Sim(default_network()?.clone()),
+        };
+        let handle = match &network {
+            Network::Sim(net) => mux::spawn(mux::sim::SimTransport::new(net.connect()), cfg),
+        };
+        Ok(Self {
+            address: Recipient::from_sim_address(handle.local_address()),
+            handle,
+            network,
+            idle_timeout,
+            plain_surbs,
+        })
+    }
+
+    /// This client's address: give it to peers so they can open streams to us.
+    pub fn nym_address(&self) -> &Recipient {
+        &self.address
+    }
+
+    /// Opens a stream to `recipient`. Returns at once (no round trip): writing may begin
+    /// immediately; [`MixnetStream::wait_established`] tells when the peer answered.
+    ///
+    /// `reply_surbs`: `Some(k)` attaches exactly `k` reply SURBs to every message of the
+    /// stream (what the reference does, with 10); `None` uses our adaptive policy, which
+    /// attaches SURBs in proportion to what the peer will send back.
+    pub async fn open_stream(
+        &mut self,
+        recipient: Recipient,
+        reply_surbs: Option<u32>,
+    ) -> Result<MixnetStream> {
+        let to = match &self.network {
+            Network::Sim(_) => recipient.sim_address(),
+        };
+        match self.handle.open_stream(to, reply_surbs) {
+            Ok(s) => Ok(MixnetStream::new(s, self.idle_timeout)),
+            Err(mux::OpenError::Closed) => Err(Error::Disconnected),
+            Err(source) => Err(Error::Open { recipient, source }),
+        }
+    }
+
+    /// Takes the listener for streams peers open to us. A client has one: a second call
+    /// fails with [`Error::ListenerAlreadyTaken`].
+    pub fn listener(&mut self) -> Result<MixnetListener> {
+        self.handle
+            .listener()
+            .map(|l| MixnetListener::new(l, self.idle_timeout))
+            .ok_or(Error::ListenerAlreadyTaken)
+    }
+
+    /// Waits for plain messages: returns the next one together with any others already
+    /// waiting; `None` once the client is disconnected.
+    pub async fn wait_for_messages(&mut self) -> Option<Vec<ReconstructedMessage>> {
+        let first = self.handle.recv_plain().await?;
+        let mut out = vec![ReconstructedMessage::from(first)];
+        loop {
+            let mut next = pin!(self.handle.recv_plain());
+            // Poll once: take what is already queued, never wait for more.
+            match poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await {
+                Poll::Ready(Some(m)) => out.push(m.into()),
+                Poll::Ready(None) | Poll::Pending => break,
+            }
+        }
+        Some(out)
+    }
+
+    /// A cloneable handle that sends plain messages from other tasks.
+    pub fn split_sender(&self) -> MixnetClientSender {
+        MixnetClientSender {
+            handle: self.handle.clone(),
+            plain_surbs: self.plain_surbs,
+        }
+    }
+
+    /// Counters of the whole client (streams opened and accepted, refusals, buffers).
+    pub fn metrics(&self) -> ClientMetrics {
+        self.handle.metrics()
+    }
+
+    /// What the network spent on this client (packets sent and retransmitted, SURBs,
+    /// bytes), as the simulator counts it.
+    pub fn network_stats(&self) -> Option<ClientStats> {
+        match &self.network {
+            Network::Sim(net) => net.stats(&self.address.sim_address()),
+        }
+    }
+
+    /// The stream idle timeout in force (`None`: streams are never reaped).
+    pub fn stream_idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+
+    /// Whether the client has stopped (after [`disconnect`](Self::disconnect), or when its
+    /// network went away).
+    pub fn is_disconnected(&self) -> bool {
+        self.handle.is_closed()
+    }
+
+    /// Leaves the network: the router task stops, the listener's `accept` returns `None`,
+    /// and every stream's reads and writes fail from now on. Bytes not yet delivered are
+    /// lost, so finish streams first (for example: shut down and read to EOF).
+    pub async fn disconnect(self) {
+        self.handle.close();
+        // Give the router task a chance to observe the request before we return.
+        for _ in 0..64 {
+            if self.handle.is_closed() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+impl Drop for MixnetClient {
+    /// Dropping the client disconnects it (without a runtime: only state changes).
+    fn drop(&mut self) {
+        self.handle.close();
+    }
+}
+
+impl MixnetMessageSender for MixnetClient {
+    async fn send_plain_message<M>(&self, address: Recipient, message: M) -> Result<()>
+    where
+        M: AsRef<[u8]> + Send,
+    {
+        let to = Destination::Address(address.sim_address());
+        send_to(&self.handle, to, message.as_ref(), self.plain_surbs).await
+    }
+
+    async fn send_reply<M>(&self, recipient_tag: AnonymousSenderTag, message: M) -> Result<()>
+    where
+        M: AsRef<[u8]> + Send,
+    {
+        send_to(
+            &self.handle,
+            Destination::Reply(recipient_tag),
+            message.as_ref(),
+            0,
+        )
+        .await
+    }
+}
+
+/// Sends plain messages on behalf of a [`MixnetClient`] from any task; from
+/// [`MixnetClient::split_sender`]. Cheap to clone. Fails with [`Error::Disconnected`]
+/// once the client is gone.
+#[derive(Clone)]
+pub struct MixnetClientSender {
+    handle: Handle,
+    plain_surbs: u32,
+}
+
+impl fmt::Debug for MixnetClientSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MixnetClientSender")
+            .field("address", &self.handle.local_address())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MixnetMessageSender for MixnetClientSender {
+    async fn send_plain_message<M>(&self, address: Recipient, message: M) -> Result<()>
+    where
+        M: AsRef<[u8]> + Send,
+    {
+        let to = Destination::Address(address.sim_address());
+        send_to(&self.handle, to, message.as_ref(), self.plain_surbs).await
+    }
+
+    async fn send_reply<M>(&self, recipient_tag: AnonymousSenderTag, message: M) -> Result<()>
+    where
+        M: AsRef<[u8]> + Send,
+    {
+        send_to(
+            &self.handle,
+            Destination::Reply(recipient_tag),
+            message.as_ref(),
+            0,
+        )
+        .await
+    }
+}

@@ -1,0 +1,81 @@
+//! The error type of the facade.
+
+use std::io;
+use std::time::Duration;
+
+use super::Recipient;
+
+/// Everything that can go wrong in `nym_stream::mixnet`. Each message says what happened
+/// and what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// [`MixnetClient::listener`](super::MixnetClient::listener) was called a second time.
+    #[error(
+        "the listener of this client was already taken; a client has exactly one listener, \
+         keep the first one (or connect another client)"
+    )]
+    ListenerAlreadyTaken,
+    /// The client was disconnected, or its network stopped, so nothing can be sent.
+    #[error(
+        "the mixnet client is disconnected (disconnect() was called or its network stopped); \
+         connect a new client"
+    )]
+    Disconnected,
+    /// A stream could not be opened.
+    #[error("could not open a stream to {recipient}: {source}")]
+    Open {
+        /// Who the stream was for.
+        recipient: Recipient,
+        /// Why the multiplexer refused.
+        #[source]
+        source: mux::OpenError,
+    },
+    /// A plain message could not be handed to the network.
+    #[error("could not send a plain message to {to}: {source}")]
+    Send {
+        /// The recipient address or sender tag the message was for.
+        to: String,
+        /// What the client reported.
+        #[source]
+        source: io::Error,
+    },
+    /// Text that should be a recipient address is not one.
+    #[error("invalid recipient address: {0}")]
+    InvalidRecipient(#[from] mixnet_sim::AddressParseError),
+    /// A builder setting is out of range.
+    #[error("invalid client configuration: {knob} = {value}: {expected}")]
+    InvalidConfig {
+        /// The builder setting.
+        knob: &'static str,
+        /// The value given.
+        value: String,
+        /// What is accepted instead.
+        expected: &'static str,
+    },
+    /// The client was connected outside a tokio runtime (it spawns a router task).
+    #[error(
+        "connect_to_mixnet() needs a running tokio runtime with the time driver enabled; \
+         call it from inside one (e.g. #[tokio::main])"
+    )]
+    NoRuntime,
+    /// The process-wide simulated network could not be started.
+    #[error("could not start the embedded simulated mixnet: {reason}; join an explicit network with MixnetClientBuilder::network instead")]
+    NetworkStart {
+        /// What failed.
+        reason: String,
+    },
+    /// An operation gave up after waiting.
+    #[error("{what} did not complete within {after:?}; the peer may be unreachable, retry or raise the limit")]
+    TimedOut {
+        /// What was being waited for.
+        what: &'static str,
+        /// How long it waited.
+        after: Duration,
+    },
+    /// Any other I/O failure.
+    #[error("I/O error on the mixnet client: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// `Result` with the facade's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
