@@ -31,6 +31,11 @@ pub struct StreamMetrics {
     pub credit_stalls: u64,
     /// Inbound frames refused because a buffer bound or budget was hit.
     pub frames_refused: u64,
+    /// Reply SURBs the network holds for answering this stream's opener (listener
+    /// side, when the network reports it), as of our last transmission.
+    pub surbs_available: Option<u32>,
+    /// Keepalive pings sent.
+    pub pings_sent: u64,
     /// Smoothed round-trip time, once measured.
     pub srtt: Option<Duration>,
     /// Current retransmission timeout.

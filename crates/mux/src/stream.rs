@@ -1219,6 +1219,9 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// The next frame this stream wants to send, if any.
     pub(crate) fn poll_transmit(&mut self, now: Instant, stock: Option<u32>) -> Option<OutFrame> {
         let _enter = self.span.clone().entered();
+        if stock.is_some() {
+            self.metrics.surbs_available = stock;
+        }
         self.maybe_request_surbs(now, stock);
         if let Some(code) = self.need_reset.take() {
             let mut buf = BytesMut::with_capacity(lp_frame::HEADER_LEN + 4);
@@ -1256,6 +1259,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.need_ping {
             self.need_ping = false;
             let nonce = self.next_ping_nonce;
+            self.metrics.pings_sent += 1;
             self.next_ping_nonce = self.next_ping_nonce.wrapping_add(1);
             let hdr = self.header(MessageType::Ping, nonce);
             let surbs = self.surbs_for(false);
