@@ -35,7 +35,17 @@ const TASKS: &[Task] = &[
 ];
 
 /// Examples that `test-all` runs to completion, each with a time limit in seconds.
-const EXAMPLES: &[(&str, u64)] = &[];
+const EXAMPLES: &[(&str, u64)] = &[
+    // Real time on the realistic simulated mixnet: each finishes in a few seconds; the
+    // limits leave room for compiling and a slow machine.
+    ("echo", 120),
+    ("multi_stream", 120),
+    ("idle_timeout", 120),
+    ("messages_and_streams", 120),
+    ("close_and_reset", 120),
+    // Paused clock: simulated time, fast in wall time.
+    ("throughput", 180),
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();

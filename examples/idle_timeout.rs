@@ -1,0 +1,93 @@
+//! A short stream idle timeout reaping a stream (embedded simulated mixnet, realistic
+//! preset, real time).
+//!
+//! The opener's client reaps streams after 2 s without application traffic. Its stream
+//! says hello, then both sides go quiet: the opener's blocked read returns `Ok(0)` at the
+//! deadline (as the reference implementation does), a later write fails, and the reap
+//! resets the stream towards the peer, whose read then fails with `ConnectionReset`.
+//!
+//! ```sh
+//! cargo run --example idle_timeout
+//! ```
+#![allow(clippy::print_stdout)]
+
+use std::error::Error;
+use std::io::ErrorKind;
+use std::time::Duration;
+
+use nym_stream::mixnet::{reset_code_of, MixnetClient, MixnetClientBuilder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+const IDLE: Duration = Duration::from_secs(2);
+
+async fn run() -> Result<(), Box<dyn Error>> {
+    let mut server = MixnetClient::connect_new().await?;
+    let mut client = MixnetClientBuilder::new_ephemeral()
+        .with_stream_idle_timeout(IDLE)
+        .build()?
+        .connect_to_mixnet()
+        .await?;
+    println!(
+        "[client] address {}, stream idle timeout {IDLE:?}",
+        client.nym_address()
+    );
+    println!(
+        "[server] address {} (default idle timeout: 30 min)",
+        server.nym_address()
+    );
+    let mut listener = server.listener()?;
+
+    let mut stream = client.open_stream(*server.nym_address(), None).await?;
+    stream.write_all(b"hello").await?;
+    stream.flush().await?;
+    // The idle clock of the client's stream starts at its last application byte.
+    let quiet_since = Instant::now();
+    let mut incoming = listener.accept().await.ok_or("the server stopped")?;
+    let mut hello = [0u8; 5];
+    incoming.read_exact(&mut hello).await?;
+    println!(
+        "[server] {} received {:?}",
+        incoming.id(),
+        String::from_utf8_lossy(&hello)
+    );
+
+    // Nobody writes any more. The client's read waits ... until the idle timeout.
+    let mut buf = [0u8; 64];
+    let n = stream.read(&mut buf).await?;
+    let waited = quiet_since.elapsed();
+    println!(
+        "[client] {}: read returned Ok({n}) {:.2} s after its last byte; reaped = {}",
+        stream.id(),
+        waited.as_secs_f64(),
+        stream.is_reaped()
+    );
+    if n != 0 || !stream.is_reaped() || waited < IDLE {
+        return Err("the idle stream was not reaped at its deadline".into());
+    }
+    match stream.write_all(b"too late").await {
+        Err(e) => println!("[client] a write after the reap fails: {e}"),
+        Ok(()) => return Err("a write on a reaped stream succeeded".into()),
+    }
+
+    // The reap reset the stream towards the server.
+    match incoming.read(&mut buf).await {
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => println!(
+            "[server] {}: read failed with ConnectionReset (code {:?}): {e}",
+            incoming.id(),
+            reset_code_of(&e)
+        ),
+        other => return Err(format!("the server expected a reset, got {other:?}").into()),
+    }
+    client.disconnect().await;
+    server.disconnect().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    match tokio::time::timeout(Duration::from_secs(60), run()).await {
+        Ok(result) => result,
+        Err(_) => Err("the idle-timeout demo did not finish within 60 s".into()),
+    }
+}
