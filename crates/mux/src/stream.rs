@@ -661,7 +661,16 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 };
                 self.on_segment(Seq::new(header.seq), seg, now, budget);
             }
-            MessageType::Ping => self.need_pong = Some(header.seq),
+            MessageType::Ping => {
+                self.need_pong = Some(header.seq);
+                // A peer that pings has heard nothing from us for a while: it may be
+                // blocked on credit whose window update was lost, which nothing else
+                // repeats. Answer with our current acknowledgement and window too.
+                if self.extended() && self.read_end.is_none() {
+                    self.ack_pending = true;
+                    self.ack_now = true;
+                }
+            }
             MessageType::Pong => {}
             MessageType::Reset => {
                 if self.local_extended {

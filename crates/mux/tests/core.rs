@@ -638,3 +638,42 @@ fn inbound_budget_is_never_exceeded() {
     }
     assert!(w.peak_inbound[1] <= budget);
 }
+
+#[test]
+fn lost_window_update_is_repeated() {
+    let window = 64 * 1024;
+    let mut w = Wire::new(
+        MuxConfig::default(),
+        MuxConfig::default().with_receive_window(window),
+    );
+    let (la, lb) = w.open_pair();
+    let data = pattern(200_000, 11);
+    let mut off = w.write_some(A, la, &data);
+    w.sleep(Duration::from_secs(5));
+    off += w.write_some(A, la, &data[off..]);
+    assert_eq!(off, window as usize, "blocked with a full window");
+    // The reader drains the window; its window update is lost.
+    let mut got = Vec::new();
+    w.read_available(B, lb, &mut got);
+    let mut lost = 0;
+    w.pump_with(&mut |p| {
+        if p.from == B && p.kind() == MessageType::Ack {
+            lost += 1;
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    assert_eq!(lost, 1);
+    let t0 = w.now;
+    let done = w.run(Duration::from_secs(3600), &mut |w| {
+        off += w.write_some(A, la, &data[off..]);
+        w.flush(A, la);
+        w.read_available(B, lb, &mut got);
+        got.len() == data.len()
+    });
+    assert!(done, "stalled after a lost window update");
+    assert!(got == data);
+    // Recovered by the keepalive exchange, well before the idle timeout.
+    assert!(w.now - t0 < Duration::from_secs(5 * 60), "{:?}", w.now - t0);
+}
