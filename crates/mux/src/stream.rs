@@ -1011,8 +1011,22 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.read_end.is_some() && self.write_done {
             return None;
         }
-        let waited = self.keepalive_interval * (self.pings_outstanding + 1);
-        Some(self.last_recv + waited)
+        // A writer stuck on zero credit probes sooner (like TCP's persist timer): the
+        // Ping makes the peer repeat its ack, so a lost window update costs one RTO,
+        // not a keepalive interval.
+        let interval = if self.credit_blocked() {
+            self.keepalive_interval.min(self.rtt.rto())
+        } else {
+            self.keepalive_interval
+        };
+        Some(self.last_recv + interval * (self.pings_outstanding + 1))
+    }
+
+    /// Whether bytes wait that the peer's credit does not let us frame.
+    fn credit_blocked(&self) -> bool {
+        self.extended()
+            && self.peer_max_data <= self.send_offset + self.pending.len() as u64
+            && self.send_buf.is_empty()
     }
 
     /// The idle timeout expired: reads end with `Ok(0)` after the bytes already
@@ -1021,7 +1035,19 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         tracing::debug!("stream reaped after the idle timeout");
         self.reaped = true;
         if self.read_end.is_none() {
-            self.read_end = Some(ReadEnd::Eof);
+            // Ok(0) as the reference does, unless bytes are known to be missing (a gap
+            // in the reorder buffer): then end with an error, never a silent cut.
+            self.read_end = Some(if self.reorder.is_empty() {
+                ReadEnd::Eof
+            } else {
+                ReadEnd::Failed(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "stream {}: reaped after {:?} without data while bytes were still missing",
+                        self.id, self.idle_timeout
+                    ),
+                )
+            });
         }
         self.write_error = Some((
             io::ErrorKind::BrokenPipe,

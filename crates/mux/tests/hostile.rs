@@ -38,7 +38,11 @@ fn drain(core: &mut Core<u8, u8>, now: Instant) -> usize {
 }
 
 fn open(core: &mut Core<u8, u8>, now: Instant, id: u64) -> mux::LocalId {
-    from_peer(core, now, frame(id, MessageType::Open, 0, lp_frame::ext::CAP_EXTENDED, b""));
+    from_peer(
+        core,
+        now,
+        frame(id, MessageType::Open, 0, lp_frame::ext::CAP_EXTENDED, b""),
+    );
     core.accept().expect("stream accepted").0
 }
 
@@ -56,7 +60,10 @@ fn a_peer_that_skips_one_sequence_number_forever_is_held_to_the_window() {
     }
     drain(&mut core, t0);
     // Nothing was delivered past the gap.
-    assert!(matches!(core.read(t0, local, &mut [0u8; 10]), Read::Pending));
+    assert!(matches!(
+        core.read(t0, local, &mut [0u8; 10]),
+        Read::Pending
+    ));
     let m = core.stream_metrics(local).unwrap();
     assert!(m.frames_refused > 9_000, "{m:?}");
 }
@@ -142,12 +149,18 @@ fn forged_acks_for_unsent_data_are_ignored_and_counted() {
     let mut core = Core::<u8, u8>::new(MuxConfig::default());
     let t0 = Instant::now();
     let local = open(&mut core, t0, 5);
-    assert!(matches!(core.write(t0, local, b"hello"), Write::Accepted(5)));
+    assert!(matches!(
+        core.write(t0, local, b"hello"),
+        Write::Accepted(5)
+    ));
     core.flush(t0, local);
     drain(&mut core, t0);
     // Only seq 0 was sent; these name seqs 0..1000 and a SACK far ahead.
     let mut forged = Ack::new(1000, 1 << 20, 0);
-    forged.push_sack(SackBlock { start: 2000, end: 2100 });
+    forged.push_sack(SackBlock {
+        start: 2000,
+        end: 2100,
+    });
     let mut body = Vec::new();
     forged.encode(&mut body);
     for _ in 0..3 {
