@@ -47,6 +47,8 @@ async fn api_shape(mut client: MixnetClient, to: Recipient, tag: AnonymousSender
         .with_max_inbound_streams(1)
         .with_initial_reply_surbs(1)
         .with_max_retransmits(1)
+        .with_keepalive_interval(Duration::from_secs(1))
+        .with_keepalive_max_missed(1)
         .with_stream_id_seed(1)
         .with_plain_message_surbs(1)
         .network(nym_stream::mixnet::Mixnet::new(

@@ -11,6 +11,9 @@ use super::{Error, MixnetClient, Result};
 /// Default [`MixnetClientBuilder::with_stream_idle_timeout`]: 30 minutes.
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
+/// What "no idle timeout" means to the multiplexer: a century.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Default [`MixnetClientBuilder::with_plain_message_surbs`]: 10, like the reference.
 pub const DEFAULT_PLAIN_MESSAGE_SURBS: u32 = 10;
 
@@ -160,6 +163,19 @@ impl MixnetClientBuilder {
         self
     }
 
+    /// Send a keepalive ping on an established stream when nothing arrived for this long
+    /// (default 60 s). Must be non-zero.
+    pub fn with_keepalive_interval(mut self, interval: Duration) -> Self {
+        self.mux = self.mux.with_keepalive_interval(interval);
+        self
+    }
+
+    /// Unanswered keepalive pings after which a stream fails with `TimedOut` (default 3).
+    pub fn with_keepalive_max_missed(mut self, pings: u32) -> Self {
+        self.mux = self.mux.with_keepalive_max_missed(pings);
+        self
+    }
+
     /// Seeds the stream-id generator (default: from the operating system), for
     /// repeatable tests.
     pub fn with_stream_id_seed(mut self, seed: u64) -> Self {
@@ -215,6 +231,9 @@ impl MixnetClientBuilder {
         if m.accept_backlog == 0 {
             return Err(invalid("accept_backlog", 0, "at least 1 stream"));
         }
+        if m.keepalive_interval.is_zero() {
+            return Err(invalid("keepalive_interval", "0s", "a non-zero duration"));
+        }
         if m.max_retransmits == 0 {
             return Err(invalid("max_retransmits", 0, "at least 1 transmission"));
         }
@@ -240,6 +259,10 @@ impl DisconnectedMixnetClient {
     /// current tokio runtime (fails with [`Error::NoRuntime`] outside one).
     pub async fn connect_to_mixnet(self) -> Result<MixnetClient> {
         let b = self.builder;
-        MixnetClient::connect(b.network, b.mux, b.idle_timeout, b.plain_surbs)
+        // The multiplexer reaps idle streams in the background too (also streams no
+        // task touches); "never" becomes a century, which its clock arithmetic can hold.
+        let mux_idle = b.idle_timeout.unwrap_or(NEVER);
+        let mux = b.mux.with_idle_timeout(mux_idle);
+        MixnetClient::connect(b.network, mux, b.idle_timeout, b.plain_surbs)
     }
 }

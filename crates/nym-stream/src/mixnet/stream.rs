@@ -135,12 +135,17 @@ fn poll_read_idle<R: AsyncRead + Unpin>(
     let before = buf.filled().len();
     match Pin::new(inner).poll_read(cx, buf) {
         Poll::Ready(Ok(())) => {
+            let Some(w) = idle else {
+                return (Poll::Ready(Ok(())), false);
+            };
             if buf.filled().len() > before {
-                if let Some(w) = idle {
-                    w.idle.touch();
-                }
+                w.idle.touch();
+                (Poll::Ready(Ok(())), false)
+            } else {
+                // End of stream. If our deadline has passed too, the multiplexer's own
+                // idle reaping got there first: record the reap like ours.
+                (Poll::Ready(Ok(())), w.idle.check())
             }
-            (Poll::Ready(Ok(())), false)
         }
         Poll::Ready(Err(e)) => (Poll::Ready(Err(e)), false),
         Poll::Pending if expired(idle, cx) => (Poll::Ready(Ok(())), true),
