@@ -188,8 +188,9 @@ fn poll_write_idle<W: AsyncWrite + Unpin>(
 /// **Idle timeout.** If no application byte is read or written for the client's stream
 /// idle timeout (default 30 minutes), the stream is reaped: it is reset towards the peer
 /// (code `NO_ERROR`), reads return `Ok(0)` as in the reference implementation, and writes
-/// fail with `BrokenPipe`. A blocked read ends at the deadline; a stream no task touches
-/// is reaped when next used (or freed when dropped).
+/// fail with `BrokenPipe`. A blocked read ends at the deadline. The multiplexer also
+/// reaps streams no task touches, in the background (locally; the reset towards the
+/// peer is sent when the stream is next used or dropped).
 #[derive(Debug)]
 pub struct MixnetStream {
     inner: Inner,
