@@ -208,7 +208,11 @@ fn fuzz(args: &[String]) -> Result<(), String> {
     let (dir, fuzz_target) = match target.as_str() {
         "lp-frame" => ("crates/lp-frame", "parse"),
         "mux" => ("crates/mux", "core"),
-        other => return Err(format!("unknown fuzz target `{other}` (expected lp-frame or mux)")),
+        other => {
+            return Err(format!(
+                "unknown fuzz target `{other}` (expected lp-frame or mux)"
+            ))
+        }
     };
     let installed = Command::new(&cargo)
         .args(["fuzz", "--version"])
@@ -216,7 +220,11 @@ fn fuzz(args: &[String]) -> Result<(), String> {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !installed {
-        run("install cargo-fuzz", &cargo, &["install", "cargo-fuzz", "--locked"])?;
+        run(
+            "install cargo-fuzz",
+            &cargo,
+            &["install", "cargo-fuzz", "--locked"],
+        )?;
     }
     // cargo-fuzz needs nightly sanitizer flags; on a stable toolchain RUSTC_BOOTSTRAP=1
     // unlocks them (this machine has only one toolchain).
