@@ -236,3 +236,51 @@ fn garbage_payloads_of_every_type_never_panic() {
     let _ = core.read(t0, local, &mut [0u8; 64]);
     drain(&mut core, t0);
 }
+
+#[test]
+fn sequence_numbers_near_the_wrap_are_refused_not_mistaken_for_in_order() {
+    let mut core = Core::<u8, u8>::new(MuxConfig::default());
+    let t0 = Instant::now();
+    let local = open(&mut core, t0, 7);
+    // Serially these lie *before* the next expected seq 0 (already delivered) or
+    // far beyond the window; none may be delivered or held.
+    for seq in [
+        u32::MAX,
+        u32::MAX - 1,
+        u32::MAX - 4096,
+        1 << 31,
+        (1 << 31) + 1,
+    ] {
+        from_peer(
+            &mut core,
+            t0,
+            frame(7, MessageType::Data, seq, 0, b"wrapped"),
+        );
+    }
+    assert_eq!(core.inbound_bytes(), 0);
+    assert!(matches!(
+        core.read(t0, local, &mut [0u8; 16]),
+        Read::Pending
+    ));
+    // An ack whose cumulative point lies just before 0 across the wrap is an old ack:
+    // a harmless no-op. One that lies ahead of what we sent is forged and ignored.
+    assert!(matches!(core.write(t0, local, b"x"), Write::Accepted(1)));
+    core.flush(t0, local);
+    drain(&mut core, t0);
+    for cumulative in [u32::MAX - 2, 100] {
+        let mut body = Vec::new();
+        Ack::new(cumulative, 1 << 20, 0).encode(&mut body);
+        from_peer(&mut core, t0, frame(7, MessageType::Ack, 0, 0, &body));
+    }
+    assert_eq!(core.stream_metrics(local).unwrap().forged_acks, 1);
+    // Neither acknowledged our frame: it is resent when the timer fires.
+    let later = t0 + Duration::from_secs(6);
+    core.handle_timeout(later);
+    drain(&mut core, later);
+    assert_eq!(core.stream_metrics(local).unwrap().retransmits, 1);
+    // In-order data still works afterwards.
+    from_peer(&mut core, t0, frame(7, MessageType::Data, 0, 0, b"fine"));
+    let mut buf = [0u8; 4];
+    assert!(matches!(core.read(t0, local, &mut buf), Read::Data(4)));
+    assert_eq!(&buf, b"fine");
+}

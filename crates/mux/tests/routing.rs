@@ -157,3 +157,24 @@ async fn opens_beyond_the_inbound_limit_are_refused_not_queued() {
     assert_eq!(refused, 2);
     assert_eq!(b.metrics().opens_refused, 2);
 }
+
+/// `Drop` needs no runtime: a stream dropped after its runtime is gone (and outside
+/// any runtime context) must not panic, and the state it leaves is consistent.
+#[test]
+fn dropping_a_stream_outside_any_runtime_does_not_panic() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let (handle, stream) = rt.block_on(async {
+        let (_net, a, b) = pair(SimConfig::instant().with_seed(36), MuxConfig::default());
+        let mut s = a.open_stream(b.local_address(), None).unwrap();
+        s.write_all(b"unfinished").await.unwrap();
+        (a, s)
+    });
+    drop(rt);
+    // No runtime here: the drop only updates shared state.
+    drop(stream);
+    assert!(handle.metrics().live_streams <= 1);
+}
