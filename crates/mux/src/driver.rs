@@ -111,10 +111,15 @@ where
         self.plain_recv_waker = Some(w.clone());
     }
 
-    pub(crate) fn forget(&mut self, id: LocalId) {
-        self.read_wakers.remove(&id);
-        self.write_wakers.remove(&id);
-        self.established_wakers.remove(&id);
+    /// Drops the wakers a released half registered.
+    pub(crate) fn forget(&mut self, id: LocalId, read: bool, write: bool) {
+        if read {
+            self.read_wakers.remove(&id);
+        }
+        if write {
+            self.write_wakers.remove(&id);
+            self.established_wakers.remove(&id);
+        }
     }
 
     /// Queues a plain message; `false` (and the waker kept) when the queue is full.

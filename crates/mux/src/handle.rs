@@ -351,9 +351,7 @@ impl<A: Key, T: Key> Half<A, T> {
     fn release(&self, read: bool, write: bool) {
         let mut inner = self.shared.lock();
         inner.core.drop_handle(now(), self.local, read, write);
-        if read && write {
-            inner.forget(self.local);
-        }
+        inner.forget(self.local, read, write);
         inner.dispatch();
     }
 }
