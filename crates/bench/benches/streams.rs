@@ -1,0 +1,3 @@
+//! placeholder replaced below
+#![allow(missing_docs)]
+fn main() {}

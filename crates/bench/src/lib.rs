@@ -1,0 +1,147 @@
+//! Shared helpers for the nym-stream side-by-side benchmarks (`benches/`) and the
+//! callgrind transfer binary. The benchmarks themselves live in `benches/`; see
+//! `docs/BENCHMARKS.md` for what each measures and the latest figures.
+
+use std::io;
+
+use bytes::Bytes;
+use mixnet_sim::{Mixnet, SimConfig};
+use mux::{sim::SimTransport, MuxConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Environment variable that turns every benchmark into a fast smoke run (tiny sizes,
+/// few rounds); `cargo xtask test-all` and `cargo xtask bench --smoke` set it.
+pub const SMOKE_ENV: &str = "NYM_STREAM_BENCH_SMOKE";
+
+/// Whether this run is a smoke run (see [`SMOKE_ENV`]).
+pub fn smoke() -> bool {
+    std::env::var_os(SMOKE_ENV).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// `full` normally, `small` in a smoke run.
+pub fn scaled(full: usize, small: usize) -> usize {
+    if smoke() {
+        small
+    } else {
+        full
+    }
+}
+
+/// A deterministic payload of `len` bytes whose content depends on the position, so a
+/// reordering, loss or duplication in transit shows up as a mismatch.
+pub fn pattern(len: usize) -> Bytes {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(7) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// Writes `total` bytes in `chunk`-byte writes from `pattern`, then shuts down.
+pub async fn write_pattern<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    data: &Bytes,
+    total: usize,
+    chunk: usize,
+) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < total {
+        let n = chunk.min(total - sent);
+        let at = sent % data.len();
+        let n = n.min(data.len() - at);
+        w.write_all(&data[at..at + n]).await?;
+        sent += n;
+    }
+    w.shutdown().await
+}
+
+/// Reads to EOF with a `chunk`-byte buffer and returns the byte count; when `expect` is
+/// given, checks every byte against it (repeating it cyclically).
+pub async fn read_all<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    chunk: usize,
+    expect: Option<&Bytes>,
+) -> io::Result<usize> {
+    let mut buf = vec![0u8; chunk];
+    let mut got = 0usize;
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(got);
+        }
+        if let Some(e) = expect {
+            for (i, b) in buf[..n].iter().enumerate() {
+                if *b != e[(got + i) % e.len()] {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "byte {} differs: got {b:#04x}, expected {:#04x}",
+                            got + i,
+                            e[(got + i) % e.len()]
+                        ),
+                    ));
+                }
+            }
+        }
+        got += n;
+    }
+}
+
+/// Two multiplexers over one simulated mixnet: the opener (`a`) and the listener (`b`).
+pub struct Pair {
+    /// The network (for its per-client statistics).
+    pub net: Mixnet,
+    /// The client that opens streams.
+    pub a: mux::MuxHandle<mixnet_sim::Address, mixnet_sim::SenderTag>,
+    /// The client that accepts them.
+    pub b: mux::MuxHandle<mixnet_sim::Address, mixnet_sim::SenderTag>,
+}
+
+impl Pair {
+    /// Connects two clients with `cfg` on both ends; must run inside a tokio runtime.
+    pub fn new(sim: SimConfig, cfg: MuxConfig) -> Self {
+        let net = Mixnet::new(sim);
+        let a = mux::spawn(SimTransport::new(net.connect()), cfg.clone());
+        let b = mux::spawn(SimTransport::new(net.connect()), cfg);
+        Pair { net, a, b }
+    }
+}
+
+/// Moves `total` bytes over one mux stream on `SimConfig::instant()` (opener writes in
+/// `chunk`-byte writes, listener reads with a `chunk`-byte buffer). Returns bytes read.
+pub async fn mux_transfer(streams: usize, total_per_stream: usize, chunk: usize) -> usize {
+    let pair = Pair::new(SimConfig::instant(), MuxConfig::default());
+    let data = pattern(chunk.max(1));
+    let mut listener = pair.b.listener().expect("first listener");
+    let reader = tokio::spawn(async move {
+        let mut tasks = Vec::with_capacity(streams);
+        for _ in 0..streams {
+            let mut s = listener.accept().await.expect("an incoming stream");
+            tasks.push(tokio::spawn(async move {
+                read_all(&mut s, chunk, None).await.expect("read")
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.expect("reader task");
+        }
+        total
+    });
+    let mut writers = Vec::with_capacity(streams);
+    for _ in 0..streams {
+        let mut s = pair
+            .a
+            .open(pair.b.local_address(), None)
+            .await
+            .expect("open a stream");
+        let data = data.clone();
+        writers.push(tokio::spawn(async move {
+            write_pattern(&mut s, &data, total_per_stream, chunk)
+                .await
+                .expect("write");
+        }));
+    }
+    for w in writers {
+        w.await.expect("writer task");
+    }
+    reader.await.expect("reader")
+}
