@@ -73,6 +73,17 @@ pub enum Write {
     Failed(io::Error),
 }
 
+impl From<ReadOutcome> for Read {
+    fn from(o: ReadOutcome) -> Self {
+        match o {
+            ReadOutcome::Data(n) => Read::Data(n),
+            ReadOutcome::Eof => Read::Eof,
+            ReadOutcome::Pending => Read::Pending,
+            ReadOutcome::Failed(e) => Read::Failed(e),
+        }
+    }
+}
+
 /// Result of an application read through the core.
 #[derive(Debug)]
 pub enum Read {
@@ -274,49 +285,36 @@ where
 
     /// Reads from a stream into `buf`.
     pub fn read(&mut self, now: Instant, local: LocalId, buf: &mut [u8]) -> Read {
-        let Some(s) = self.streams.get_mut(&local) else {
-            return Read::Eof;
-        };
-        let before = s.inbound_bytes();
-        let out = match s.read(buf) {
-            ReadOutcome::Data(n) => Read::Data(n),
-            ReadOutcome::Eof => Read::Eof,
-            ReadOutcome::Pending => Read::Pending,
-            ReadOutcome::Failed(e) => Read::Failed(e),
-        };
-        let after = s.inbound_bytes();
-        self.inbound_bytes = self.inbound_bytes + after - before;
-        self.after(local, now);
-        out
+        self.with_stream(now, local, |s| s.read(buf).into())
+            .unwrap_or(Read::Eof)
     }
 
     /// Reads one chunk as it arrived: `Ok(None)` is EOF, `Err(Read::Pending)` means wait.
     pub fn read_chunk(&mut self, now: Instant, local: LocalId) -> Result<Option<Bytes>, Read> {
-        let Some(s) = self.streams.get_mut(&local) else {
-            return Ok(None);
-        };
-        let before = s.inbound_bytes();
-        let out = s.read_chunk().map_err(|o| match o {
-            ReadOutcome::Data(n) => Read::Data(n),
-            ReadOutcome::Eof => Read::Eof,
-            ReadOutcome::Pending => Read::Pending,
-            ReadOutcome::Failed(e) => Read::Failed(e),
-        });
-        let after = s.inbound_bytes();
-        self.inbound_bytes = self.inbound_bytes + after - before;
-        self.after(local, now);
-        out
+        self.with_stream(now, local, |s| s.read_chunk().map_err(Read::from))
+            .unwrap_or(Ok(None))
     }
 
     /// The application dropped the read half, the write half, or both.
     pub fn drop_handle(&mut self, now: Instant, local: LocalId, read: bool, write: bool) {
-        if let Some(s) = self.streams.get_mut(&local) {
-            let before = s.inbound_bytes();
-            s.drop_handle(read, write);
-            let after = s.inbound_bytes();
-            self.inbound_bytes = self.inbound_bytes + after - before;
-            self.after(local, now);
-        }
+        self.with_stream(now, local, |s| s.drop_handle(read, write));
+    }
+
+    /// Runs an application action on one stream, keeping the client-wide inbound byte
+    /// count exact and doing the bookkeeping after it. `None` if the stream is gone.
+    fn with_stream<R>(
+        &mut self,
+        now: Instant,
+        local: LocalId,
+        f: impl FnOnce(&mut StreamState<A, T>) -> R,
+    ) -> Option<R> {
+        let s = self.streams.get_mut(&local)?;
+        let before = s.inbound_bytes();
+        let out = f(s);
+        let after = s.inbound_bytes();
+        self.inbound_bytes = self.inbound_bytes + after - before;
+        self.after(local, now);
+        Some(out)
     }
 
     /// Whether the stream finished its open handshake; `Err` if it died before.

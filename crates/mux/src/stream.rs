@@ -483,18 +483,28 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         self.wake_all();
     }
 
-    fn discard_all(&mut self) {
+    /// Gives the send direction up: unsent and unacknowledged bytes are dropped.
+    fn abandon_send(&mut self) {
         self.pending.clear();
         self.retransmit_queue.clear();
+        self.release_sent();
+        self.write_done = true;
+        self.need_open = false;
+    }
+
+    /// Forgets every sent frame (nothing will be retransmitted).
+    fn release_sent(&mut self) {
         let next = self.send_buf.next_seq();
-        let now = self.last_activity;
-        let _ = self.send_buf.on_ack(next, &[], now);
+        let _ = self.send_buf.on_ack(next, &[], self.last_activity);
+    }
+
+    fn discard_all(&mut self) {
+        self.abandon_send();
         while self.reorder.pop().is_some() {}
         self.recv_queue.clear();
         self.recv_queued = 0;
         self.ack_pending = false;
         self.ack_now = false;
-        self.write_done = true;
     }
 
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
@@ -714,8 +724,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     fn become_legacy(&mut self) {
         tracing::debug!("peer is a reference-format peer");
         self.peer_kind = PeerKind::Legacy;
-        let next = self.send_buf.next_seq();
-        let _ = self.send_buf.on_ack(next, &[], self.last_activity);
+        self.release_sent();
         self.retransmit_queue.clear();
         self.peer_max_data = u64::MAX;
         self.wake_write = true;
@@ -1056,12 +1065,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 self.id, self.idle_timeout
             ),
         ));
-        self.pending.clear();
-        self.retransmit_queue.clear();
-        let next = self.send_buf.next_seq();
-        let _ = self.send_buf.on_ack(next, &[], self.last_activity);
-        self.write_done = true;
-        self.need_open = false;
+        self.abandon_send();
         self.wake_all();
     }
 
@@ -1072,12 +1076,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.read_end.is_none() {
             self.read_end = Some(ReadEnd::Failed(io::ErrorKind::TimedOut, msg));
         }
-        self.pending.clear();
-        self.retransmit_queue.clear();
-        let next = self.send_buf.next_seq();
-        let _ = self.send_buf.on_ack(next, &[], self.last_activity);
-        self.write_done = true;
-        self.need_open = false;
+        self.abandon_send();
         self.wake_all();
     }
 
@@ -1335,8 +1334,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             let seq = self.send_buf.push(seg.clone(), now);
             let frame = self.encode_segment(seq, &seg, stock);
             if !self.reliable() {
-                let next = self.send_buf.next_seq();
-                let _ = self.send_buf.on_ack(next, &[], now);
+                self.release_sent();
             }
             let surbs = self.surbs_for(false);
             return Some(self.finish(frame, surbs));
