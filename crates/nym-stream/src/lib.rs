@@ -57,5 +57,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod mixnet;
+#[cfg(feature = "nym")]
+pub mod nym;
 
 pub use lp_frame as frame;

@@ -68,6 +68,17 @@ impl MixnetClientBuilder {
         self
     }
 
+    /// Joins the **real Nym mixnet** instead of a simulated one (feature `nym`):
+    /// [`connect_to_mixnet`](DisconnectedMixnetClient::connect_to_mixnet) then connects a
+    /// fresh ephemeral `nym_sdk` client (`nym_sdk::mixnet::MixnetClient::connect_new`),
+    /// which needs internet access. To configure the nym-sdk client yourself, connect it
+    /// and pass it to [`DisconnectedMixnetClient::wrap_nym`].
+    #[cfg(feature = "nym")]
+    pub fn nym_network(mut self) -> Self {
+        self.network = Some(Network::Nym);
+        self
+    }
+
     /// Streams with no application bytes read or written for this long are reaped
     /// (default 30 minutes; see [`MixnetStream`](super::MixnetStream)). Must be non-zero.
     pub fn with_stream_idle_timeout(mut self, timeout: Duration) -> Self {
@@ -257,12 +268,32 @@ pub struct DisconnectedMixnetClient {
 impl DisconnectedMixnetClient {
     /// Joins the network: draws an address and starts the client's router task on the
     /// current tokio runtime (fails with [`Error::NoRuntime`] outside one).
+    ///
+    /// With [`MixnetClientBuilder::nym_network`] (feature `nym`) it connects to the real
+    /// Nym mixnet instead, which takes a while and needs internet access.
     pub async fn connect_to_mixnet(self) -> Result<MixnetClient> {
+        #[cfg(feature = "nym")]
+        if matches!(self.builder.network, Some(Network::Nym)) {
+            let nym = nym_sdk::mixnet::MixnetClient::connect_new()
+                .await
+                .map_err(|e| Error::Nym {
+                    what: "connecting to the Nym mixnet",
+                    reason: e.to_string(),
+                })?;
+            return self.wrap_nym(nym);
+        }
+        let (network, mux, idle_timeout, plain_surbs) = self.into_parts();
+        MixnetClient::connect(network, mux, idle_timeout, plain_surbs)
+    }
+
+    /// The settings: network, multiplexer configuration (with the idle timeout applied),
+    /// idle timeout, plain-message SURBs.
+    pub(crate) fn into_parts(self) -> (Option<Network>, MuxConfig, Option<Duration>, u32) {
         let b = self.builder;
         // The multiplexer reaps idle streams in the background too (also streams no
         // task touches); "never" becomes a century, which its clock arithmetic can hold.
         let mux_idle = b.idle_timeout.unwrap_or(NEVER);
         let mux = b.mux.with_idle_timeout(mux_idle);
-        MixnetClient::connect(b.network, mux, b.idle_timeout, b.plain_surbs)
+        (b.network, mux, b.idle_timeout, b.plain_surbs)
     }
 }

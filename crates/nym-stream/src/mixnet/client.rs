@@ -7,16 +7,16 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mixnet_sim::{Address, ClientStats, SenderTag};
+use mixnet_sim::{ClientStats, SenderTag};
 use mux::{Destination, MuxHandle};
 
-use super::network::{default_network, Network};
+use super::network::{default_network, Network, SimAdapter};
 use super::{
     AnonymousSenderTag, ClientMetrics, Error, MixnetClientBuilder, MixnetListener, MixnetStream,
     Recipient, Result,
 };
 
-type Handle = MuxHandle<Address, SenderTag>;
+pub(crate) type Handle = MuxHandle<Recipient, SenderTag>;
 
 /// A message received outside any stream (the counterpart of nym-sdk's
 /// `ReconstructedMessage`).
@@ -74,12 +74,28 @@ pub trait MixnetMessageSender {
         M: AsRef<[u8]> + Send;
 }
 
+/// Fails with [`Error::WrongNetwork`] unless `recipient` is on the network of `local`.
+fn check_network(local: &Recipient, recipient: &Recipient) -> Result<()> {
+    if local.is_sim() == recipient.is_sim() {
+        Ok(())
+    } else {
+        Err(Error::WrongNetwork {
+            recipient: recipient.to_string(),
+            recipient_network: recipient.network_name(),
+            client_network: local.network_name(),
+        })
+    }
+}
+
 async fn send_to(
     handle: &Handle,
-    to: Destination<Address, SenderTag>,
+    to: Destination<Recipient, SenderTag>,
     msg: &[u8],
     surbs: u32,
 ) -> Result<()> {
+    if let Destination::Address(r) = &to {
+        check_network(&handle.local_address(), r)?;
+    }
     let what = match to {
         Destination::Address(a) => a.to_string(),
         Destination::Reply(t) => format!("sender tag {t}"),
@@ -132,6 +148,9 @@ pub struct MixnetClient {
     network: Network,
     idle_timeout: Option<Duration>,
     plain_surbs: u32,
+    /// The nym-sdk client we must shut down on `disconnect()` (when we own one).
+    #[cfg(feature = "nym")]
+    nym_client: Option<crate::nym::SharedNymClient>,
 }
 
 impl fmt::Debug for MixnetClient {
@@ -168,15 +187,47 @@ impl MixnetClient {
             None => Network::Sim(default_network()?.clone()),
         };
         let handle = match &network {
-            Network::Sim(net) => mux::spawn(mux::sim::SimTransport::new(net.connect()), cfg),
+            Network::Sim(net) => mux::spawn(SimAdapter::new(net.connect()), cfg),
+            #[cfg(feature = "nym")]
+            Network::Nym => {
+                return Err(Error::Nym {
+                    what: "connecting",
+                    reason: "a real-network client must be connected through \
+                             connect_to_mixnet() or wrapped with wrap_nym()"
+                        .into(),
+                })
+            }
         };
-        Ok(Self {
-            address: Recipient::from_sim_address(handle.local_address()),
+        Ok(Self::from_handle(
             handle,
             network,
             idle_timeout,
             plain_surbs,
-        })
+        ))
+    }
+
+    pub(crate) fn from_handle(
+        handle: Handle,
+        network: Network,
+        idle_timeout: Option<Duration>,
+        plain_surbs: u32,
+    ) -> Self {
+        Self {
+            address: handle.local_address(),
+            handle,
+            network,
+            idle_timeout,
+            plain_surbs,
+            #[cfg(feature = "nym")]
+            nym_client: None,
+        }
+    }
+
+    /// Remembers the nym-sdk client to shut down on [`disconnect`](Self::disconnect).
+    #[cfg(feature = "nym")]
+    pub(crate) fn owning_nym_client(mut self, client: crate::nym::SharedNymClient) -> Self {
+        self.nym_client = Some(client);
+        self
     }
 
     /// This client's address: give it to peers so they can open streams to us.
@@ -195,10 +246,8 @@ impl MixnetClient {
         recipient: Recipient,
         reply_surbs: Option<u32>,
     ) -> Result<MixnetStream> {
-        let to = match &self.network {
-            Network::Sim(_) => recipient.sim_address(),
-        };
-        match self.handle.open_stream(to, reply_surbs) {
+        check_network(&self.address, &recipient)?;
+        match self.handle.open_stream(recipient, reply_surbs) {
             Ok(s) => Ok(MixnetStream::new(s, self.idle_timeout)),
             Err(mux::OpenError::Closed) => Err(Error::Disconnected),
             Err(source) => Err(Error::Open { recipient, source }),
@@ -244,10 +293,13 @@ impl MixnetClient {
     }
 
     /// What the network spent on this client (packets sent and retransmitted, SURBs,
-    /// bytes), as the simulator counts it.
+    /// bytes), as the simulator counts it; `None` on the real Nym network, which does not
+    /// report it.
     pub fn network_stats(&self) -> Option<ClientStats> {
         match &self.network {
-            Network::Sim(net) => net.stats(&self.address.sim_address()),
+            Network::Sim(net) => net.stats(&self.address.as_sim_address()?),
+            #[cfg(feature = "nym")]
+            Network::Nym => None,
         }
     }
 
@@ -265,7 +317,12 @@ impl MixnetClient {
     /// Leaves the network: the router task stops, the listener's `accept` returns `None`,
     /// and every stream's reads and writes fail from now on. Bytes not yet delivered are
     /// lost, so finish streams first (for example: shut down and read to EOF).
-    pub async fn disconnect(self) {
+    ///
+    /// On the real Nym network this also shuts the nym-sdk client down (its own
+    /// `disconnect()`, which can take a few seconds), when this client owns it.
+    // `mut` is used only with the `nym` feature.
+    #[cfg_attr(not(feature = "nym"), allow(unused_mut))]
+    pub async fn disconnect(mut self) {
         self.handle.close();
         // Give the router task a chance to observe the request before we return.
         for _ in 0..64 {
@@ -274,13 +331,27 @@ impl MixnetClient {
             }
             tokio::task::yield_now().await;
         }
+        #[cfg(feature = "nym")]
+        if let Some(nym) = self.nym_client.take().and_then(|shared| shared.take()) {
+            nym.disconnect().await;
+        }
     }
 }
 
 impl Drop for MixnetClient {
-    /// Dropping the client disconnects it (without a runtime: only state changes).
+    /// Dropping the client disconnects it (without a runtime: only state changes). An
+    /// owned nym-sdk client is shut down in a background task when a runtime is at hand;
+    /// call [`disconnect`](Self::disconnect) to wait for that instead.
     fn drop(&mut self) {
         self.handle.close();
+        #[cfg(feature = "nym")]
+        if let Some(shared) = self.nym_client.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                if let Some(nym) = shared.take() {
+                    rt.spawn(nym.disconnect());
+                }
+            }
+        }
     }
 }
 
@@ -289,7 +360,7 @@ impl MixnetMessageSender for MixnetClient {
     where
         M: AsRef<[u8]> + Send,
     {
-        let to = Destination::Address(address.sim_address());
+        let to = Destination::Address(address);
         send_to(&self.handle, to, message.as_ref(), self.plain_surbs).await
     }
 
@@ -329,7 +400,7 @@ impl MixnetMessageSender for MixnetClientSender {
     where
         M: AsRef<[u8]> + Send,
     {
-        let to = Destination::Address(address.sim_address());
+        let to = Destination::Address(address);
         send_to(&self.handle, to, message.as_ref(), self.plain_surbs).await
     }
 

@@ -42,6 +42,35 @@ pub enum Error {
     /// Text that should be a recipient address is not one.
     #[error("invalid recipient address: {0}")]
     InvalidRecipient(#[from] mixnet_sim::AddressParseError),
+    /// Text that should be a real Nym address (`identity.encryption@gateway`, base58) is
+    /// not one (only with the `nym` feature).
+    #[error("invalid Nym recipient address {input:?}: {reason}; expected identity.encryption@gateway in base58, as nym_address() prints it")]
+    InvalidNymRecipient {
+        /// The text given (at most 200 characters of it).
+        input: String,
+        /// What the Nym address parser reported.
+        reason: String,
+    },
+    /// An address of one network was given to a client of another (a simulator address to
+    /// a client on the real Nym mixnet, or the other way round).
+    #[error("{recipient} is an address on {recipient_network}, but this client runs on {client_network}; use an address printed by a client of the same network")]
+    WrongNetwork {
+        /// The address given.
+        recipient: String,
+        /// The network it belongs to.
+        recipient_network: &'static str,
+        /// The network of the client.
+        client_network: &'static str,
+    },
+    /// The nym-sdk client failed (connecting to the real Nym mixnet, or sending through
+    /// it); only with the `nym` feature.
+    #[error("the nym-sdk client failed while {what}: {reason}")]
+    Nym {
+        /// What was being done.
+        what: &'static str,
+        /// What nym-sdk reported.
+        reason: String,
+    },
     /// A builder setting is out of range.
     #[error("invalid client configuration: {knob} = {value}: {expected}")]
     InvalidConfig {

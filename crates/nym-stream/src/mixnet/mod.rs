@@ -8,6 +8,8 @@ mod builder;
 mod client;
 mod error;
 mod network;
+#[cfg(feature = "nym")]
+mod nym_client;
 mod stream;
 
 pub use builder::{

@@ -1,8 +1,8 @@
 //! Addresses and networks: the only place that knows which network a client runs on.
 //!
-//! Today the one network is the embedded simulator (`mixnet_sim`). A real Nym network can
-//! be added later as another [`Network`] variant behind a cargo feature; the multiplexer
-//! below is generic over its transport and needs no change.
+//! The default network is the embedded simulator (`mixnet_sim`); with the `nym` feature,
+//! the real Nym mixnet through a `nym_sdk` client ([`Network::Nym`]). The multiplexer
+//! below is generic over its transport; both networks use [`Recipient`] as the address.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
@@ -16,7 +16,9 @@ use super::{Error, Result};
 /// The address of a mixnet client: where streams and plain messages are sent.
 ///
 /// `Copy + Display + FromStr + Eq + Hash`, like `nym_sdk::mixnet::Recipient`. On the
-/// embedded simulator it displays as `sim:` followed by 64 hex digits.
+/// embedded simulator it displays as `sim:` followed by 64 hex digits. With the `nym`
+/// feature it can also hold a real Nym address (`identity.encryption@gateway` in base58),
+/// and converts to and from `nym_sdk::mixnet::Recipient`.
 ///
 /// ```
 /// use nym_stream::mixnet::Recipient;
@@ -24,47 +26,153 @@ use super::{Error, Result};
 /// let text = format!("sim:{}", "ab".repeat(32));
 /// let r: Recipient = text.parse()?;
 /// assert_eq!(r.to_string(), text);
+/// assert!(r.is_sim());
 /// assert!("not-an-address".parse::<Recipient>().is_err());
 /// # Ok::<(), nym_stream::mixnet::Error>(())
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Recipient(Address);
+pub struct Recipient(Repr);
+
+/// Which network an address belongs to, and the address itself.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Repr {
+    /// A client of a simulated mixnet.
+    Sim(Address),
+    /// A client of the real Nym mixnet.
+    #[cfg(feature = "nym")]
+    Nym(crate::nym::NymAddress),
+}
 
 impl Recipient {
     /// The recipient with this simulator address.
     pub fn from_sim_address(addr: Address) -> Self {
-        Self(addr)
+        Self(Repr::Sim(addr))
     }
 
     /// The simulator address behind this recipient.
+    ///
+    /// # Panics
+    ///
+    /// If this is an address of the real Nym network (possible only with the `nym`
+    /// feature); use [`as_sim_address`](Self::as_sim_address) when that can happen.
     pub fn sim_address(&self) -> Address {
-        self.0
+        match self.as_sim_address() {
+            Some(addr) => addr,
+            None => panic!("sim_address() called on the real-network recipient {self}"),
+        }
+    }
+
+    /// The simulator address behind this recipient; `None` for a real Nym address.
+    pub fn as_sim_address(&self) -> Option<Address> {
+        match self.0 {
+            Repr::Sim(addr) => Some(addr),
+            #[cfg(feature = "nym")]
+            Repr::Nym(_) => None,
+        }
+    }
+
+    /// Whether this is an address on a simulated mixnet.
+    pub fn is_sim(&self) -> bool {
+        matches!(self.0, Repr::Sim(_))
+    }
+
+    /// Whether this is an address on the real Nym mixnet (always `false` without the
+    /// `nym` feature).
+    pub fn is_nym(&self) -> bool {
+        !self.is_sim()
+    }
+
+    /// The real Nym address behind this recipient; `None` for a simulator address.
+    #[cfg(feature = "nym")]
+    pub fn as_nym(&self) -> Option<nym_sdk::mixnet::Recipient> {
+        match self.0 {
+            Repr::Sim(_) => None,
+            // Valid when stored, so it decodes.
+            Repr::Nym(addr) => addr.to_nym().ok(),
+        }
+    }
+
+    #[cfg(feature = "nym")]
+    pub(crate) fn nym_address(&self) -> Option<crate::nym::NymAddress> {
+        match self.0 {
+            Repr::Sim(_) => None,
+            Repr::Nym(addr) => Some(addr),
+        }
+    }
+
+    /// The name of the network this address belongs to, for messages.
+    pub(crate) fn network_name(&self) -> &'static str {
+        match self.0 {
+            Repr::Sim(_) => "a simulated mixnet",
+            #[cfg(feature = "nym")]
+            Repr::Nym(_) => "the real Nym mixnet",
+        }
     }
 }
 
 impl From<Address> for Recipient {
     fn from(addr: Address) -> Self {
-        Self(addr)
+        Self::from_sim_address(addr)
+    }
+}
+
+#[cfg(feature = "nym")]
+impl From<nym_sdk::mixnet::Recipient> for Recipient {
+    fn from(addr: nym_sdk::mixnet::Recipient) -> Self {
+        Self(Repr::Nym(crate::nym::NymAddress::from_nym(&addr)))
+    }
+}
+
+#[cfg(feature = "nym")]
+impl TryFrom<Recipient> for nym_sdk::mixnet::Recipient {
+    type Error = Error;
+
+    /// Fails with [`Error::WrongNetwork`] for a simulator address.
+    fn try_from(r: Recipient) -> Result<Self> {
+        r.as_nym().ok_or_else(|| Error::WrongNetwork {
+            recipient: r.to_string(),
+            recipient_network: r.network_name(),
+            client_network: "the real Nym mixnet",
+        })
     }
 }
 
 impl fmt::Display for Recipient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
+        match &self.0 {
+            Repr::Sim(addr) => fmt::Display::fmt(addr, f),
+            #[cfg(feature = "nym")]
+            Repr::Nym(addr) => match addr.to_nym() {
+                Ok(r) => fmt::Display::fmt(&r, f),
+                Err(_) => write!(f, "nym-bytes:{}", crate::nym::hex(addr.bytes())),
+            },
+        }
     }
 }
 
 impl fmt::Debug for Recipient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Recipient({})", self.0)
+        write!(f, "Recipient({self})")
     }
 }
 
 impl FromStr for Recipient {
     type Err = Error;
 
+    /// Parses a simulator address (`sim:` + 64 hex digits) or, with the `nym` feature, a
+    /// real Nym address (`identity.encryption@gateway`).
     fn from_str(s: &str) -> Result<Self> {
-        Ok(Self(s.parse::<Address>()?))
+        #[cfg(feature = "nym")]
+        if !s.starts_with(mixnet_sim::ADDRESS_PREFIX) {
+            return s
+                .parse::<nym_sdk::mixnet::Recipient>()
+                .map(Self::from)
+                .map_err(|e| Error::InvalidNymRecipient {
+                    input: s.chars().take(200).collect(),
+                    reason: e.to_string(),
+                });
+        }
+        Ok(Self(Repr::Sim(s.parse::<Address>()?)))
     }
 }
 
@@ -73,6 +181,9 @@ impl FromStr for Recipient {
 pub(crate) enum Network {
     /// A simulated mixnet, embedded in this process.
     Sim(Mixnet),
+    /// The real Nym mixnet, through a `nym_sdk` client.
+    #[cfg(feature = "nym")]
+    Nym,
 }
 
 /// Environment variable that fixes the seed of the process-wide simulated network.
@@ -139,4 +250,64 @@ fn start_default_network() -> std::result::Result<Mixnet, String> {
         .map_err(|e| format!("could not spawn its thread: {e}"))?;
     rx.recv()
         .map_err(|_| "its thread ended before the network started".to_string())?
+}
+
+/// The simulator transport with [`Recipient`] as its address type, so one multiplexer
+/// handle type serves every network.
+pub(crate) struct SimAdapter(mux::sim::SimTransport);
+
+impl SimAdapter {
+    pub(crate) fn new(client: mixnet_sim::SimClient) -> Self {
+        Self(mux::sim::SimTransport::new(client))
+    }
+}
+
+/// A simulator transport was asked to send to an address of another network.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} is not an address on the simulated mixnet this client runs on")]
+struct NotASimAddress(String);
+
+impl mux::Transport for SimAdapter {
+    type Address = Recipient;
+    type SenderTag = mixnet_sim::SenderTag;
+
+    fn local_address(&self) -> Recipient {
+        Recipient::from_sim_address(self.0.local_address())
+    }
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), mux::TransportError>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn send(
+        &mut self,
+        to: mux::Destination<Recipient, mixnet_sim::SenderTag>,
+        payload: bytes::Bytes,
+        reply_surbs: u32,
+    ) -> std::result::Result<(), mux::TransportError> {
+        let to = match to {
+            mux::Destination::Address(r) => match r.as_sim_address() {
+                Some(a) => mux::Destination::Address(a),
+                None => {
+                    return Err(mux::TransportError::new(NotASimAddress(r.to_string())));
+                }
+            },
+            mux::Destination::Reply(tag) => mux::Destination::Reply(tag),
+        };
+        self.0.send(to, payload, reply_surbs)
+    }
+
+    fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<mux::Inbound<mixnet_sim::SenderTag>>> {
+        self.0.poll_recv(cx)
+    }
+
+    fn surbs_available(&self, tag: &mixnet_sim::SenderTag) -> Option<u32> {
+        self.0.surbs_available(tag)
+    }
 }

@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use lp_frame::ext::reset_code;
-use mixnet_sim::{Address, SenderTag};
+use mixnet_sim::SenderTag;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use super::{StreamId, StreamMetrics};
+use super::{Recipient, StreamId, StreamMetrics};
 
-type Inner = mux::MuxStream<Address, SenderTag>;
+type Inner = mux::MuxStream<Recipient, SenderTag>;
 
 /// Idle bookkeeping shared by a stream and both of its halves.
 #[derive(Debug)]
@@ -339,7 +339,7 @@ impl AsyncWrite for MixnetStream {
 
 /// The read half of a split [`MixnetStream`]. Dropping it discards further inbound bytes.
 pub struct OwnedReadHalf {
-    inner: mux::OwnedReadHalf<Address, SenderTag>,
+    inner: mux::OwnedReadHalf<Recipient, SenderTag>,
     idle: Option<IdleWatch>,
 }
 
@@ -397,7 +397,7 @@ impl AsyncRead for OwnedReadHalf {
 /// The write half of a split [`MixnetStream`]. Dropping it without `shutdown()` ends the
 /// stream with an error after the data, as for a whole stream.
 pub struct OwnedWriteHalf {
-    inner: mux::OwnedWriteHalf<Address, SenderTag>,
+    inner: mux::OwnedWriteHalf<Recipient, SenderTag>,
     idle: Option<Arc<Idle>>,
 }
 
@@ -439,13 +439,13 @@ impl AsyncWrite for OwnedWriteHalf {
 /// Accepts the streams peers open to this client. Also a `futures_core::Stream` of
 /// [`MixnetStream`]s.
 pub struct MixnetListener {
-    inner: mux::MuxListener<Address, SenderTag>,
+    inner: mux::MuxListener<Recipient, SenderTag>,
     idle_timeout: Option<Duration>,
 }
 
 impl MixnetListener {
     pub(crate) fn new(
-        inner: mux::MuxListener<Address, SenderTag>,
+        inner: mux::MuxListener<Recipient, SenderTag>,
         idle_timeout: Option<Duration>,
     ) -> Self {
         Self {

@@ -1,0 +1,254 @@
+//! The real Nym mixnet (feature `nym`): a transport adapter that carries our streams over
+//! a `nym_sdk` client in **message mode**.
+//!
+//! The adapter, [`NymTransport`], is generic over nym-sdk's sending trait
+//! ([`nym_sdk::mixnet::MixnetMessageSender`]) and a receiving stream of
+//! [`nym_sdk::mixnet::ReconstructedMessage`]s, which is what a connected
+//! `nym_sdk::mixnet::MixnetClient` is (`split_sender()` for the one, the client itself for
+//! the other). Every frame of every stream becomes one
+//! `InputMessage::new_anonymous(recipient, frame, reply_surbs, TransmissionLane::General, _)`
+//! or `InputMessage::new_reply(sender_tag, frame, …)`; inbound messages come back as
+//! `ReconstructedMessage { message, sender_tag }`. nym-sdk's own stream mode (`open_stream`,
+//! `listener`) is never touched: it would switch the client out of message mode.
+//!
+//! Backpressure: nym-sdk's input channel is bounded, so its `send` waits while the channel
+//! is full. The adapter keeps at most one such send in flight and reports `Pending` from
+//! [`mux::Transport::poll_ready`] until it completes, so the multiplexer stops emitting
+//! frames, stream send buffers fill up, and writers wait.
+//!
+//! Most programs need none of this directly: use
+//! [`MixnetClient::from_nym`](crate::mixnet::MixnetClient::from_nym),
+//! [`MixnetClient::connect_new_nym`](crate::mixnet::MixnetClient::connect_new_nym) or
+//! [`MixnetClientBuilder::nym_network`](crate::mixnet::MixnetClientBuilder::nym_network).
+//! [`DisconnectedMixnetClient::wrap_nym_parts`](crate::mixnet::DisconnectedMixnetClient::wrap_nym_parts)
+//! runs the facade over any sender and receiver (the offline tests use it with a fake).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use mixnet_sim::SenderTag;
+use mux::{Destination, Inbound, Transport, TransportError};
+use nym_sdk::mixnet::{
+    AnonymousSenderTag, InputMessage, MixnetMessageSender, ReconstructedMessage, TransmissionLane,
+};
+
+use crate::mixnet::Recipient;
+
+pub use nym_sdk;
+
+/// A real Nym address in its 96-byte form (identity key, encryption key, gateway
+/// identity), validated on construction. Bytes rather than nym's `Recipient` because they
+/// are small, and give `Eq`, `Hash` and `Ord`, which nym's type lacks.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct NymAddress([u8; nym_sdk::mixnet::Recipient::LEN]);
+
+impl NymAddress {
+    pub(crate) fn from_nym(recipient: &nym_sdk::mixnet::Recipient) -> Self {
+        Self(recipient.to_bytes())
+    }
+
+    /// nym's `Recipient` again. The bytes came from a valid recipient, so this succeeds;
+    /// the error is passed on rather than assumed away.
+    pub(crate) fn to_nym(
+        self,
+    ) -> Result<nym_sdk::mixnet::Recipient, nym_sdk::mixnet::RecipientFormattingError> {
+        nym_sdk::mixnet::Recipient::try_from_bytes(self.0)
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8; nym_sdk::mixnet::Recipient::LEN] {
+        &self.0
+    }
+}
+
+/// Our sender tag (16 bytes) for nym's anonymous sender tag: the same bytes.
+pub fn sender_tag_from_nym(tag: AnonymousSenderTag) -> SenderTag {
+    SenderTag(tag.to_bytes())
+}
+
+/// Nym's anonymous sender tag for our sender tag: the same bytes.
+pub fn sender_tag_to_nym(tag: SenderTag) -> AnonymousSenderTag {
+    AnonymousSenderTag::from_bytes(tag.0)
+}
+
+/// What went wrong handing a message to nym-sdk.
+#[derive(Debug, thiserror::Error)]
+pub enum NymTransportError {
+    /// nym-sdk refused the message (its client has shut down, or was switched to its own
+    /// stream mode by someone calling `open_stream`/`listener` on it).
+    #[error("nym-sdk refused a message: {reason}; the nym client has shut down (or was switched into its own stream mode): connect a new one")]
+    Refused {
+        /// What nym-sdk reported.
+        reason: String,
+    },
+    /// A message was addressed to an address of another network (a simulator address).
+    #[error("{recipient} is not an address on the real Nym mixnet")]
+    NotANymAddress {
+        /// The address given.
+        recipient: String,
+    },
+    /// A stored Nym address no longer decodes (never expected: it was valid when stored).
+    #[error("the Nym address {recipient} does not decode: {reason}")]
+    BadAddress {
+        /// The address, in hex.
+        recipient: String,
+        /// What nym's decoder reported.
+        reason: String,
+    },
+    /// The multiplexer sent without waiting for `poll_ready` (a bug in the caller).
+    #[error("send() was called while an earlier message was still being handed to nym-sdk; wait for poll_ready() first")]
+    Busy,
+}
+
+type SendFuture = Pin<Box<dyn Future<Output = Result<(), NymTransportError>> + Send>>;
+
+/// A [`mux::Transport`] over nym-sdk's message API: `S` sends (`MixnetClientSender` from
+/// `split_sender()`, or any [`MixnetMessageSender`]), `R` yields received messages (the
+/// `nym_sdk::mixnet::MixnetClient` itself, or any stream of [`ReconstructedMessage`]s).
+pub struct NymTransport<S, R> {
+    sender: Arc<S>,
+    receiver: R,
+    local: Recipient,
+    in_flight: Option<SendFuture>,
+    /// The last destination decoded (decoding a Nym address checks two curve points).
+    last_to: Option<(NymAddress, nym_sdk::mixnet::Recipient)>,
+}
+
+impl<S, R> fmt::Debug for NymTransport<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NymTransport")
+            .field("local", &self.local)
+            .field("send_in_flight", &self.in_flight.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, R> NymTransport<S, R>
+where
+    S: MixnetMessageSender + Send + Sync + 'static,
+    R: Stream<Item = ReconstructedMessage> + Unpin + Send + 'static,
+{
+    /// An adapter for the client at `local` that sends through `sender` and receives from
+    /// `receiver`.
+    pub fn new(local: nym_sdk::mixnet::Recipient, sender: S, receiver: R) -> Self {
+        Self {
+            sender: Arc::new(sender),
+            receiver,
+            local: Recipient::from(local),
+            in_flight: None,
+            last_to: None,
+        }
+    }
+}
+
+impl<S, R> Transport for NymTransport<S, R>
+where
+    S: MixnetMessageSender + Send + Sync + 'static,
+    R: Stream<Item = ReconstructedMessage> + Unpin + Send + 'static,
+{
+    type Address = Recipient;
+    type SenderTag = SenderTag;
+
+    fn local_address(&self) -> Recipient {
+        self.local
+    }
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        if let Some(send) = self.in_flight.as_mut() {
+            let outcome = std::task::ready!(send.as_mut().poll(cx));
+            self.in_flight = None;
+            outcome.map_err(TransportError::new)?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn send(
+        &mut self,
+        to: Destination<Recipient, SenderTag>,
+        payload: Bytes,
+        reply_surbs: u32,
+    ) -> Result<(), TransportError> {
+        if self.in_flight.is_some() {
+            return Err(TransportError::new(NymTransportError::Busy));
+        }
+        let lane = TransmissionLane::General;
+        let packet_type = self.sender.packet_type();
+        let data = Vec::from(payload);
+        let message = match to {
+            Destination::Address(r) => {
+                let Some(addr) = r.nym_address() else {
+                    return Err(TransportError::new(NymTransportError::NotANymAddress {
+                        recipient: r.to_string(),
+                    }));
+                };
+                let recipient = match self.last_to {
+                    Some((last, decoded)) if last == addr => decoded,
+                    _ => {
+                        let decoded = addr.to_nym().map_err(|e| {
+                            TransportError::new(NymTransportError::BadAddress {
+                                recipient: hex(addr.bytes()),
+                                reason: e.to_string(),
+                            })
+                        })?;
+                        self.last_to = Some((addr, decoded));
+                        decoded
+                    }
+                };
+                InputMessage::new_anonymous(recipient, data, reply_surbs, lane, packet_type)
+            }
+            Destination::Reply(tag) => {
+                InputMessage::new_reply(sender_tag_to_nym(tag), data, lane, packet_type)
+            }
+        };
+        let sender = Arc::clone(&self.sender);
+        self.in_flight = Some(Box::pin(async move {
+            sender
+                .send(message)
+                .await
+                .map_err(|e| NymTransportError::Refused {
+                    reason: e.to_string(),
+                })
+        }));
+        Ok(())
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound<SenderTag>>> {
+        Pin::new(&mut self.receiver).poll_next(cx).map(|m| {
+            m.map(|m| Inbound {
+                payload: Bytes::from(m.message),
+                sender_tag: m.sender_tag.map(sender_tag_from_nym),
+            })
+        })
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The receiving side of a real nym-sdk client, shared with the facade so that
+/// `disconnect()` can take the client back and shut it down properly.
+pub(crate) struct SharedNymClient(pub(crate) Arc<Mutex<Option<nym_sdk::mixnet::MixnetClient>>>);
+
+impl SharedNymClient {
+    pub(crate) fn take(&self) -> Option<nym_sdk::mixnet::MixnetClient> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl Stream for SharedNymClient {
+    type Item = ReconstructedMessage;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_mut() {
+            Some(client) => Pin::new(client).poll_next(cx),
+            // Taken by disconnect(): the network is gone.
+            None => Poll::Ready(None),
+        }
+    }
+}
