@@ -23,6 +23,11 @@ const TASKS: &[Task] = &[
         run: test_all,
     },
     Task {
+        name: "test-nym",
+        about: "the `nym` feature of nym-stream (real nym-sdk transport): clippy, offline tests, doc tests, nym_echo build (CI runs it too)",
+        run: test_nym,
+    },
+    Task {
         name: "bench",
         about: "run every benchmark (divan); `--smoke` runs each bench binary for a few iterations only",
         run: bench,
@@ -246,4 +251,31 @@ fn fuzz(args: &[String]) -> Result<(), String> {
     } else {
         Err(format!("fuzzing {target} failed ({status})"))
     }
+}
+
+/// The `nym` feature builds nym-sdk (~75 crates, a few minutes cold), so it has its own
+/// command instead of slowing every `test-all`; CI runs both. Nothing here touches the
+/// network: the tests use an in-process fake of nym-sdk's message API.
+fn test_nym(_args: &[String]) -> Result<(), String> {
+    let cargo = cargo();
+    let pkg = ["-p", "nym-stream", "--features", "nym"];
+    let with = |cmd: &[&'static str]| -> Vec<&'static str> {
+        let mut v = vec![cmd[0]];
+        v.extend_from_slice(&pkg);
+        v.extend_from_slice(&cmd[1..]);
+        v
+    };
+    run(
+        "clippy (nym)",
+        &cargo,
+        &with(&["clippy", "--all-targets", "--", "-D", "warnings"]),
+    )?;
+    run("tests (nym)", &cargo, &with(&["test", "--lib", "--tests"]))?;
+    run("doc tests (nym)", &cargo, &with(&["test", "--doc"]))?;
+    run(
+        "build example nym_echo",
+        &cargo,
+        &with(&["build", "--example", "nym_echo"]),
+    )?;
+    Ok(())
 }
