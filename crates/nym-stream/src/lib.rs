@@ -17,6 +17,16 @@
 //! clock, build the client with
 //! [`MixnetClientBuilder::network`](mixnet::MixnetClientBuilder::network).
 //!
+//! ## The real Nym network (feature `nym`)
+//!
+//! With the cargo feature `nym` (off by default: it builds `nym-sdk`), the same API runs
+//! on the real mixnet through a `nym_sdk` client in message mode:
+//! `MixnetClient::connect_new_nym()`, `MixnetClientBuilder::nym_network()`, or
+//! `MixnetClient::from_nym(client)` around a nym-sdk client you connected yourself.
+//! `Recipient` then also holds real Nym addresses and converts to and from
+//! `nym_sdk::mixnet::Recipient`. The adapter lives in the `nym` module; every `nym-*`
+//! crate is pinned to `=1.21.6` (see the README, "Running on the real Nym network").
+//!
 //! ## Example
 //!
 //! ```
