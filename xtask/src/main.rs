@@ -29,7 +29,7 @@ const TASKS: &[Task] = &[
     },
     Task {
         name: "bench",
-        about: "run every benchmark (divan); `--smoke` runs each bench binary for a few iterations only",
+        about: "side-by-side benchmarks -> target/bench-report.md; `--callgrind` adds instructions/MiB; `--smoke`: every bench binary, tiny",
         run: bench,
     },
     Task {
@@ -173,28 +173,306 @@ fn test_all(args: &[String]) -> Result<(), String> {
             )?;
         }
     }
-    Ok(())
+    bench_smoke()
 }
+
+/// Environment variable the nym-stream-bench binaries read for a fast smoke run.
+const BENCH_SMOKE_ENV: &str = "NYM_STREAM_BENCH_SMOKE";
+
+/// The side-by-side benchmark binaries of `crates/bench`, in report order.
+const SIDE_BY_SIDE: &[&str] = &["codec", "throughput", "streams", "goodput"];
 
 fn bench(args: &[String]) -> Result<(), String> {
     let cargo = cargo();
     if args.iter().any(|a| a == "--smoke") {
-        // Divan: one sample of one iteration per benchmark is enough to prove it runs.
-        return run(
-            "bench smoke",
-            &cargo,
-            &[
-                "bench",
-                "--workspace",
-                "--",
-                "--sample-count",
-                "1",
-                "--sample-size",
-                "1",
-            ],
-        );
+        return bench_smoke();
     }
-    run("bench", &cargo, &["bench", "--workspace"])
+    let mut report = String::new();
+    report.push_str(&format!(
+        "# nym-stream benchmark report\n\nDate: {} · machine: {} · command: `cargo xtask bench{}`\n\n",
+        capture("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default().trim(),
+        machine(),
+        if args.is_empty() { String::new() } else { format!(" {}", args.join(" ")) },
+    ));
+    for b in SIDE_BY_SIDE {
+        println!("==> bench {b}");
+        let out = capture(
+            &cargo,
+            &["bench", "-q", "-p", "nym-stream-bench", "--bench", b],
+        )?;
+        print!("{out}");
+        report.push_str(&format!("## {b}\n\n"));
+        match *b {
+            "codec" => report.push_str(&codec_table(&parse_divan(&out))),
+            "throughput" => report.push_str(&throughput_table(&parse_divan(&out))),
+            _ => report.push_str(&out),
+        }
+        report.push('\n');
+    }
+    if args.iter().any(|a| a == "--callgrind") {
+        report.push_str("## callgrind\n\n");
+        report.push_str(&callgrind()?);
+    }
+    let path = root().join("target").join("bench-report.md");
+    std::fs::write(&path, &report).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    println!("\n{report}\nreport written to {}", path.display());
+    Ok(())
+}
+
+/// Every benchmark binary of the workspace for a few iterations (divan: one sample of one
+/// iteration; the nym-stream-bench tables shrink their workloads), so they do not rot.
+fn bench_smoke() -> Result<(), String> {
+    let cargo = cargo();
+    let args = [
+        "bench",
+        "--workspace",
+        "--",
+        "--sample-count",
+        "1",
+        "--sample-size",
+        "1",
+    ];
+    println!(
+        "==> bench smoke: {BENCH_SMOKE_ENV}=1 {cargo} {}",
+        args.join(" ")
+    );
+    let t = Instant::now();
+    let status = Command::new(&cargo)
+        .args(args)
+        .env(BENCH_SMOKE_ENV, "1")
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("bench smoke: could not start cargo: {e}"))?;
+    if status.success() {
+        println!("    bench smoke ok ({:.1}s)", t.elapsed().as_secs_f64());
+        Ok(())
+    } else {
+        Err(format!("step `bench smoke` failed ({status})"))
+    }
+}
+
+/// Runs a program in the workspace root and returns its stdout (stderr passes through).
+fn capture(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("could not start `{program}`: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{program} {}` failed ({})",
+            args.join(" "),
+            out.status
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// "N cores, M GiB memory" from the standard library and /proc/meminfo.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(format!("{:.1} GiB", kib / (1024.0 * 1024.0)))
+        })
+        .unwrap_or_else(|| "unknown".into());
+    format!("{cores} cores, {mem} memory")
+}
+
+/// One divan result: the bench path (`group/function/arg`), median in ns, and the median
+/// throughput column when divan printed one (e.g. "1.2 GB/s").
+struct DivanRow {
+    path: String,
+    median_ns: f64,
+    median_text: String,
+    throughput: Option<String>,
+}
+
+fn parse_time_ns(text: &str) -> Option<f64> {
+    let mut it = text.split_whitespace();
+    let v: f64 = it.next()?.parse().ok()?;
+    let scale = match it.next()? {
+        "ps" => 1e-3,
+        "ns" => 1.0,
+        "µs" | "us" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        _ => return None,
+    };
+    Some(v * scale)
+}
+
+/// Reads divan's tree output: a name's depth is its column divided by 3 (each tree level
+/// is three characters wide); rows with a time in the median column are results.
+fn parse_divan(out: &str) -> Vec<DivanRow> {
+    let mut stack: Vec<String> = Vec::new();
+    let mut rows: Vec<DivanRow> = Vec::new();
+    for line in out.lines() {
+        let cols: Vec<&str> = line.split('│').collect();
+        let first = cols[0];
+        let name_start = first
+            .char_indices()
+            .find(|(_, c)| !matches!(c, ' ' | '├' | '╰' | '─' | '│'))
+            .map(|(i, _)| first[..i].chars().count());
+        let Some(depth_chars) = name_start else {
+            continue;
+        };
+        if cols.len() < 4 {
+            continue;
+        }
+        let name = first.trim_start_matches([' ', '├', '╰', '─', '│']);
+        let name = name.split_whitespace().next().unwrap_or("");
+        if name.is_empty() {
+            // A continuation line: throughput figures of the previous result.
+            if let Some(last) = rows.last_mut() {
+                let t = cols[2].trim();
+                if !t.is_empty() && last.throughput.is_none() {
+                    last.throughput = Some(t.to_string());
+                }
+            }
+            continue;
+        }
+        let depth = depth_chars / 3;
+        stack.truncate(depth);
+        stack.push(name.to_string());
+        if let Some(ns) = parse_time_ns(cols[2].trim()) {
+            rows.push(DivanRow {
+                path: stack[1..].join("/"),
+                median_ns: ns,
+                median_text: cols[2].trim().to_string(),
+                throughput: None,
+            });
+        }
+    }
+    rows
+}
+
+fn find<'a>(rows: &'a [DivanRow], path: &str) -> Option<&'a DivanRow> {
+    rows.iter().find(|r| r.path == path)
+}
+
+fn codec_table(rows: &[DivanRow]) -> String {
+    let mut t = String::from(
+        "Divan medians, ns per frame. Ratio = nym-lp-data time / ours (higher is better for us).\n\n\
+         | payload | parse ours (borrowed) | parse ours (owned) | parse nym-lp-data | ratio (borrowed / owned) | encode ours | encode nym-lp-data | ratio |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for size in ["0", "64", "1024", "2048", "32768"] {
+        let get = |p: &str| find(rows, &format!("{p}/{size}"));
+        let (Some(pb), Some(po), Some(pt), Some(eo), Some(et)) = (
+            get("parse/ours_borrowed"),
+            get("parse/ours_owned"),
+            get("parse/nym_lp_data"),
+            get("encode/ours"),
+            get("encode/nym_lp_data"),
+        ) else {
+            t.push_str(&format!("| {size} B | (missing from divan output) |\n"));
+            continue;
+        };
+        t.push_str(&format!(
+            "| {size} B | {} | {} | {} | {:.1}× / {:.1}× | {} | {} | {:.1}× |\n",
+            pb.median_text,
+            po.median_text,
+            pt.median_text,
+            pt.median_ns / pb.median_ns,
+            pt.median_ns / po.median_ns,
+            eo.median_text,
+            et.median_text,
+            et.median_ns / eo.median_ns,
+        ));
+    }
+    t
+}
+
+fn throughput_table(rows: &[DivanRow]) -> String {
+    let mut t = String::from(
+        "One stream, 256 MiB, 64 KiB writes and reads; divan medians of 5 runs.\n\n\
+         | transport | median time | median throughput | mux / this (time ratio) |\n|---|---|---|---|\n",
+    );
+    let mux = find(rows, "mux_instant");
+    for name in ["mux_instant", "yamux_duplex", "raw_duplex"] {
+        let Some(r) = find(rows, name) else {
+            t.push_str(&format!("| {name} | (missing from divan output) | | |\n"));
+            continue;
+        };
+        let ratio = mux.map_or(String::from("–"), |m| {
+            format!("{:.2}×", r.median_ns / m.median_ns)
+        });
+        t.push_str(&format!(
+            "| {name} | {} | {} | {ratio} |\n",
+            r.median_text,
+            r.throughput.as_deref().unwrap_or("–")
+        ));
+    }
+    t
+}
+
+/// Instructions per MiB for 1 and 100 streams: callgrind runs of the `transfer` binary at
+/// two sizes; the difference divided by the extra MiB cancels start-up and set-up costs.
+fn callgrind() -> Result<String, String> {
+    let cargo = cargo();
+    run(
+        "build transfer",
+        &cargo,
+        &[
+            "build",
+            "--release",
+            "-p",
+            "nym-stream-bench",
+            "--bin",
+            "transfer",
+        ],
+    )?;
+    let exe = root().join("target").join("release").join("transfer");
+    let exe = exe.to_str().ok_or("non-UTF-8 target path")?.to_string();
+    let (small, large) = (8u64, 24u64);
+    let mut t = String::from(
+        "`valgrind --tool=callgrind` on `target/release/transfer` (instant preset, 64 KiB writes); \
+         instructions per MiB = (Ir at 24 MiB − Ir at 8 MiB) / 16.\n\n\
+         | streams | Ir at 8 MiB | Ir at 24 MiB | instructions per MiB |\n|---|---|---|---|\n",
+    );
+    for streams in [1u64, 100] {
+        let mut ir = Vec::new();
+        for mib in [small, large] {
+            let out_file = std::env::temp_dir().join(format!("callgrind.nym-{streams}-{mib}.out"));
+            let out_arg = format!("--callgrind-out-file={}", out_file.display());
+            let (m, s) = (mib.to_string(), streams.to_string());
+            run(
+                &format!("callgrind {streams} stream(s) {mib} MiB"),
+                "valgrind",
+                &[
+                    "--tool=callgrind",
+                    &out_arg,
+                    &exe,
+                    "--mib",
+                    &m,
+                    "--streams",
+                    &s,
+                ],
+            )?;
+            let text = std::fs::read_to_string(&out_file)
+                .map_err(|e| format!("reading {}: {e}", out_file.display()))?;
+            let total = text
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("summary:")
+                        .or_else(|| l.strip_prefix("totals:"))
+                })
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .ok_or_else(|| format!("no summary/totals line in {}", out_file.display()))?;
+            ir.push(total);
+        }
+        let per_mib = ir[1].saturating_sub(ir[0]) / (large - small);
+        t.push_str(&format!(
+            "| {streams} | {} | {} | {per_mib} |\n",
+            ir[0], ir[1]
+        ));
+    }
+    Ok(t)
 }
 
 fn fuzz(args: &[String]) -> Result<(), String> {

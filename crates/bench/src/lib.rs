@@ -106,10 +106,21 @@ impl Pair {
     }
 }
 
-/// Moves `total` bytes over one mux stream on `SimConfig::instant()` (opener writes in
-/// `chunk`-byte writes, listener reads with a `chunk`-byte buffer). Returns bytes read.
+/// Moves `total_per_stream` bytes over each of `streams` concurrent mux streams on
+/// `SimConfig::instant()` (openers write in `chunk`-byte writes, the listener's streams
+/// read with a `chunk`-byte buffer). Returns the bytes read in total.
 pub async fn mux_transfer(streams: usize, total_per_stream: usize, chunk: usize) -> usize {
-    let pair = Pair::new(SimConfig::instant(), MuxConfig::default());
+    mux_transfer_with(MuxConfig::default(), streams, total_per_stream, chunk).await
+}
+
+/// [`mux_transfer`] with a given configuration on both ends.
+pub async fn mux_transfer_with(
+    cfg: MuxConfig,
+    streams: usize,
+    total_per_stream: usize,
+    chunk: usize,
+) -> usize {
+    let pair = Pair::new(SimConfig::instant(), cfg);
     let data = pattern(chunk.max(1));
     let mut listener = pair.b.listener().expect("first listener");
     let reader = tokio::spawn(async move {
@@ -144,4 +155,21 @@ pub async fn mux_transfer(streams: usize, total_per_stream: usize, chunk: usize)
         w.await.expect("writer task");
     }
     reader.await.expect("reader")
+}
+
+/// Resident memory of this process from `/proc/self/status`: (current, peak) in bytes.
+/// `None` where that file does not exist (not Linux).
+pub fn rss() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kib: u64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
 }

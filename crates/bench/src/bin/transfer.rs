@@ -1,0 +1,51 @@
+//! A small transfer program for CPU-cost measurement under `valgrind --tool=callgrind`
+//! (`cargo xtask bench --callgrind` runs it): moves `--mib N` MiB in total, split evenly
+//! over `--streams S` streams, opener to listener, on `SimConfig::instant()`, with 64 KiB
+//! writes and reads, on a current-thread tokio runtime. Exits non-zero when fewer bytes
+//! arrive than were sent.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::process::ExitCode;
+
+use nym_stream_bench::mux_transfer;
+
+fn arg(args: &[String], name: &str, default: usize) -> Result<usize, String> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args
+            .get(i + 1)
+            .ok_or(format!("{name} needs a number"))?
+            .parse()
+            .map_err(|e| format!("{name}: {e}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (mib, streams) = match (arg(&args, "--mib", 16), arg(&args, "--streams", 1)) {
+        (Ok(m), Ok(s)) if s > 0 => (m, s),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("transfer: {e}\nusage: transfer [--mib N] [--streams S]");
+            return ExitCode::from(2);
+        }
+        _ => {
+            eprintln!("transfer: --streams must be at least 1");
+            return ExitCode::from(2);
+        }
+    };
+    let per_stream = (mib << 20) / streams;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime");
+    let got = rt.block_on(mux_transfer(streams, per_stream, 64 * 1024));
+    if got != per_stream * streams {
+        eprintln!(
+            "transfer: {got} bytes arrived, {} were sent",
+            per_stream * streams
+        );
+        return ExitCode::FAILURE;
+    }
+    println!("moved {got} bytes over {streams} stream(s)");
+    ExitCode::SUCCESS
+}
