@@ -1334,7 +1334,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             let seq = self.send_buf.push(seg.clone(), now);
             let frame = self.encode_segment(seq, &seg, stock);
             if !self.reliable() {
+                // Nothing waits for an ack: the room is free now, so a writer blocked
+                // on the send buffer must hear it (a reference peer never acks).
                 self.release_sent();
+                self.wake_write = true;
             }
             let surbs = self.surbs_for(false);
             return Some(self.finish(frame, surbs));

@@ -116,3 +116,40 @@ async fn legacy_gap_fails_with_invalid_data() {
     // Memory stayed bounded by the window.
     assert!(b.metrics().inbound_bytes <= 256 * 1024 + 1585);
 }
+
+/// With a reference peer nothing is ever acknowledged, so room in the send buffer
+/// frees as frames leave: a writer far ahead of `send_buffer` must keep going.
+#[tokio::test(start_paused = true)]
+async fn legacy_writer_beyond_the_send_buffer_is_not_stuck() {
+    // Realistic pacing, so the reader keeps up (a reference peer has no flow control)
+    // while the writer fills the network's send queue and then our send buffer.
+    // No loss: a reference peer cannot repair the long gaps the network's own
+    // retransmissions cause (tested above); this test is about the writer.
+    let mut sim = SimConfig::realistic().with_seed(26);
+    sim.loss_probability = 0.0;
+    let net = Mixnet::new(sim);
+    let a = client(&net, true, 1);
+    let b = client(&net, true, 2);
+    let mut listener = b.listener().unwrap();
+    let len = 10 * 256 * 1024;
+    let data = pattern(len, 9);
+    let sent = data.clone();
+    let to = b.local_address();
+    let writer = tokio::spawn(async move {
+        let mut out = a.open_stream(to, None).unwrap();
+        out.write_all(&sent).await.unwrap();
+        out.flush().await.unwrap();
+        (a, out)
+    });
+    let mut inc = listener.accept().await.unwrap();
+    let mut got = vec![0u8; len];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(3600),
+        inc.read_exact(&mut got),
+    )
+    .await
+    .expect("the legacy writer stalled")
+    .unwrap();
+    assert!(got == data);
+    let _ = writer.await.unwrap();
+}
