@@ -18,6 +18,7 @@ use rand_chacha::ChaCha12Rng;
 
 use crate::config::MuxConfig;
 use crate::error::OpenError;
+use crate::id_map::IdMap;
 use crate::metrics::{ClientMetrics, StreamMetrics};
 use crate::orphans::{HoldOutcome, Orphans};
 use crate::stream::{ReadOutcome, StreamState, WriteOutcome};
@@ -101,8 +102,8 @@ pub enum Read {
 /// budgets and timers.
 pub struct Core<A, T> {
     cfg: MuxConfig,
-    streams: HashMap<LocalId, StreamState<A, T>>,
-    outbound: HashMap<StreamId, LocalId>,
+    streams: IdMap<LocalId, StreamState<A, T>>,
+    outbound: IdMap<StreamId, LocalId>,
     inbound: HashMap<(T, StreamId), LocalId>,
     /// How many accepted streams use each wire id (under any sender tag).
     inbound_ids: HashMap<StreamId, u32>,
@@ -140,8 +141,8 @@ where
         );
         Self {
             cfg,
-            streams: HashMap::new(),
-            outbound: HashMap::new(),
+            streams: IdMap::default(),
+            outbound: IdMap::default(),
             inbound: HashMap::new(),
             inbound_ids: HashMap::new(),
             pending_opens: 0,

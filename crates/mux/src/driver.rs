@@ -1,7 +1,7 @@
 //! The tokio driver: one router task per client that reads the transport, feeds the
 //! core, fires timers and writes frames out. It only moves bytes and time.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use crate::config::MuxConfig;
 use crate::core::{Core, Event, LocalId, Transmit};
+use crate::id_map::IdMap;
 use crate::transport::{Destination, Inbound, Transport, TransportError};
 
 /// Messages handled per driver wake-up before it yields to other tasks.
@@ -27,9 +28,9 @@ pub(crate) fn now() -> Instant {
 /// State shared by the driver and every handle, behind one mutex.
 pub(crate) struct Inner<A, T> {
     pub(crate) core: Core<A, T>,
-    read_wakers: HashMap<LocalId, Waker>,
-    write_wakers: HashMap<LocalId, Waker>,
-    established_wakers: HashMap<LocalId, Waker>,
+    read_wakers: IdMap<LocalId, Waker>,
+    write_wakers: IdMap<LocalId, Waker>,
+    established_wakers: IdMap<LocalId, Waker>,
     accept_waker: Option<Waker>,
     open_wakers: Vec<Waker>,
     plain_recv_waker: Option<Waker>,
@@ -177,9 +178,9 @@ pub(crate) fn shared<A, T>(core: Core<A, T>) -> Arc<Shared<A, T>> {
     Arc::new(Shared {
         inner: Mutex::new(Inner {
             core,
-            read_wakers: HashMap::new(),
-            write_wakers: HashMap::new(),
-            established_wakers: HashMap::new(),
+            read_wakers: IdMap::default(),
+            write_wakers: IdMap::default(),
+            established_wakers: IdMap::default(),
             accept_waker: None,
             open_wakers: Vec::new(),
             plain_recv_waker: None,

@@ -39,6 +39,7 @@ mod core;
 mod driver;
 mod error;
 mod handle;
+mod id_map;
 mod metrics;
 mod orphans;
 mod rtt;

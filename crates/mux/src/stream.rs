@@ -119,6 +119,9 @@ pub(crate) struct StreamState<A, T> {
     nodelay: bool,
     send_buf: SendBuffer<Segment>,
     retransmit_queue: VecDeque<Seq>,
+    /// Set when the retransmission timer fired: frames last sent before it are
+    /// presumed lost and resent as acks show the path working again.
+    recovery_point: Option<Instant>,
     send_offset: u64,
     peer_max_data: u64,
     shutdown_requested: bool,
@@ -233,6 +236,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             nodelay: cfg.nodelay,
             send_buf: SendBuffer::new(Seq::new(0), SendConfig::default()),
             retransmit_queue: VecDeque::new(),
+            recovery_point: None,
             send_offset: 0,
             peer_max_data: 0,
             shutdown_requested: false,
@@ -876,6 +880,9 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         for seq in out.fast_retransmit {
             self.retransmit_queue.push_back(seq);
         }
+        if out.newly_acked_frames > 0 {
+            self.continue_recovery();
+        }
         if ack.max_data > self.peer_max_data {
             self.peer_max_data = ack.max_data;
             self.wake_write = true;
@@ -985,9 +992,32 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                         }
                         self.retransmit_queue.push_back(seq);
                     }
+                    self.recovery_point = Some(now);
                     self.rtt.on_timeout();
                 }
             }
+        }
+    }
+
+    /// After a timeout, each ack that makes progress lets two more of the frames sent
+    /// before the timeout go again (a slow start from one frame), instead of waiting
+    /// one backed-off RTO per lost frame.
+    fn continue_recovery(&mut self) {
+        let Some(point) = self.recovery_point else {
+            return;
+        };
+        let mut queued = 0;
+        for seq in self.send_buf.expired(point) {
+            if queued == 2 {
+                break;
+            }
+            if !self.retransmit_queue.contains(&seq) {
+                self.retransmit_queue.push_back(seq);
+                queued += 1;
+            }
+        }
+        if queued == 0 {
+            self.recovery_point = None;
         }
     }
 
