@@ -1,10 +1,11 @@
 //! A short stream idle timeout reaping a stream (embedded simulated mixnet, realistic
 //! preset, real time).
 //!
-//! The opener's client reaps streams after 2 s without application traffic. Its stream
-//! says hello, then both sides go quiet: the opener's blocked read returns `Ok(0)` at the
-//! deadline (as the reference implementation does), a later write fails, and the reap
-//! resets the stream towards the peer, whose read then fails with `ConnectionReset`.
+//! The opener's client reaps streams after 2 s without data. Its stream says hello, then
+//! both sides go quiet: the opener's blocked read returns `Ok(0)` at the deadline (as the
+//! reference implementation does), a later write fails, and the reap is announced to the
+//! peer (reset code `IDLE_TIMEOUT`), whose stream ends the same way: `Ok(0)`, although its
+//! own idle timeout is the default 30 minutes.
 //!
 //! ```sh
 //! cargo run --example idle_timeout
@@ -12,10 +13,9 @@
 #![allow(clippy::print_stdout)]
 
 use std::error::Error;
-use std::io::ErrorKind;
 use std::time::Duration;
 
-use nym_stream::mixnet::{reset_code_of, MixnetClient, MixnetClientBuilder};
+use nym_stream::mixnet::{MixnetClient, MixnetClientBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -70,14 +70,13 @@ async fn run() -> Result<(), Box<dyn Error>> {
         Ok(()) => return Err("a write on a reaped stream succeeded".into()),
     }
 
-    // The reap reset the stream towards the server.
+    // The reap was announced to the server, whose end is reaped too.
     match incoming.read(&mut buf).await {
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => println!(
-            "[server] {}: read failed with ConnectionReset (code {:?}): {e}",
-            incoming.id(),
-            reset_code_of(&e)
+        Ok(0) if incoming.is_reaped() => println!(
+            "[server] {}: read returned Ok(0): the client's reap ended this end too",
+            incoming.id()
         ),
-        other => return Err(format!("the server expected a reset, got {other:?}").into()),
+        other => return Err(format!("the server expected its end reaped, got {other:?}").into()),
     }
     client.disconnect().await;
     server.disconnect().await;

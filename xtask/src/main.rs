@@ -226,6 +226,8 @@ fn bench_smoke() -> Result<(), String> {
     let args = [
         "bench",
         "--workspace",
+        "--bench",
+        "*",
         "--",
         "--sample-count",
         "1",

@@ -276,6 +276,9 @@ pub mod reset_code {
     pub const TIMED_OUT: u32 = 4;
     /// A frame arrived for a stream id that is not open here.
     pub const UNKNOWN_STREAM: u32 = 5;
+    /// The sender reaped the stream after its idle timeout; the receiver ends the
+    /// stream the same way (reads return `Ok(0)` after what arrived).
+    pub const IDLE_TIMEOUT: u32 = 6;
     /// First code available to applications; lower codes are reserved for the protocol.
     pub const APPLICATION_MIN: u32 = 0x100;
 }

@@ -329,6 +329,11 @@ where
         }
     }
 
+    /// Whether the idle timeout reaped the stream.
+    pub fn is_reaped(&self, local: LocalId) -> bool {
+        self.streams.get(&local).is_some_and(StreamState::is_reaped)
+    }
+
     /// The wire id of a stream.
     pub fn stream_id(&self, local: LocalId) -> Option<StreamId> {
         self.streams.get(&local).map(|s| s.id)

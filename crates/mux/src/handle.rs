@@ -338,6 +338,10 @@ impl<A: Key, T: Key> Half<A, T> {
         .await
     }
 
+    fn is_reaped(&self) -> bool {
+        self.shared.lock().core.is_reaped(self.local)
+    }
+
     fn metrics(&self) -> StreamMetrics {
         self.shared
             .lock()
@@ -403,6 +407,11 @@ impl<A: Key, T: Key> MuxStream<A, T> {
     /// The stream's counters.
     pub fn metrics(&self) -> StreamMetrics {
         self.half.metrics()
+    }
+
+    /// Whether the idle timeout reaped the stream (reads then end with `Ok(0)`).
+    pub fn is_reaped(&self) -> bool {
+        self.half.is_reaped()
     }
 
     /// Splits into owned read and write halves usable from different tasks.
@@ -475,6 +484,11 @@ impl<A: Key, T: Key> OwnedReadHalf<A, T> {
     /// The stream's wire id.
     pub fn id(&self) -> StreamId {
         self.half.id
+    }
+
+    /// Whether the idle timeout reaped the stream.
+    pub fn is_reaped(&self) -> bool {
+        self.half.is_reaped()
     }
 
     /// One chunk of bytes as it arrived; `Ok(None)` at EOF.

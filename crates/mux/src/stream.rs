@@ -629,7 +629,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             self.replies_seen += 1;
         }
         let before = self.inbound_bytes() as isize;
-        if self.reset.is_some() {
+        if self.reset.is_some() || self.reaped {
             return 0;
         }
         match header.msg_type {
@@ -688,8 +688,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             MessageType::Pong => {}
             MessageType::Reset => {
                 if self.local_extended {
-                    if let Ok(r) = Reset::parse(&payload) {
-                        self.on_peer_reset(r.code);
+                    match Reset::parse(&payload) {
+                        Ok(r) if r.code == reset_code::IDLE_TIMEOUT => self.reap_quietly(),
+                        Ok(r) => self.on_peer_reset(r.code),
+                        Err(_) => {}
                     }
                 }
             }
@@ -933,7 +935,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         }
         consider(self.finished_at.map(|t| t + self.linger), false);
         if !self.reaped && self.write_error.is_none() && self.reset.is_none() {
-            consider(Some(self.last_data + self.idle_timeout), false);
+            consider(self.idle_deadline(), false);
             consider(self.keepalive_due_at(), false);
         }
         d
@@ -1026,7 +1028,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.reaped || self.write_error.is_some() {
             return false;
         }
-        if self.last_data + self.idle_timeout <= now {
+        if self.idle_deadline().is_some_and(|d| d <= now) {
             self.reap();
             return true;
         }
@@ -1058,7 +1060,9 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         } else {
             self.keepalive_interval
         };
-        Some(self.last_recv + interval * (self.pings_outstanding + 1))
+        interval
+            .checked_mul(self.pings_outstanding + 1)
+            .and_then(|w| self.last_recv.checked_add(w))
     }
 
     /// Whether bytes wait that the peer's credit does not let us frame.
@@ -1068,10 +1072,31 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             && self.send_buf.is_empty()
     }
 
+    /// When the idle timeout reaps the stream (`None`: never, for huge timeouts).
+    fn idle_deadline(&self) -> Option<Instant> {
+        self.last_data.checked_add(self.idle_timeout)
+    }
+
+    /// Whether the idle timeout reaped this stream.
+    pub(crate) fn is_reaped(&self) -> bool {
+        self.reaped
+    }
+
     /// The idle timeout expired: reads end with `Ok(0)` after the bytes already
-    /// received, as the reference does, and writes fail.
+    /// received, as the reference does, and writes fail. An extended peer is told
+    /// with a `Reset(IDLE_TIMEOUT)` and reaps its end the same way, so neither side
+    /// lingers until its own timeout.
     fn reap(&mut self) {
         tracing::debug!("stream reaped after the idle timeout");
+        if self.extended() {
+            self.need_reset = Some(reset_code::IDLE_TIMEOUT);
+        }
+        self.reap_quietly();
+    }
+
+    /// Ends the stream as reaped without telling the peer (it told us, or it will
+    /// reap on its own).
+    fn reap_quietly(&mut self) {
         self.reaped = true;
         if self.read_end.is_none() {
             // Ok(0) as the reference does, unless bytes are known to be missing (a gap

@@ -235,8 +235,11 @@ impl MixnetClient {
         &self.address
     }
 
-    /// Opens a stream to `recipient`. Returns at once (no round trip): writing may begin
+    /// Opens a stream to `recipient`. Returns without a round trip: writing may begin
     /// immediately; [`MixnetStream::wait_established`] tells when the peer answered.
+    /// When many opens still wait for their peers' answers (`max_pending_opens` of the
+    /// multiplexer configuration, 64 by default), this waits for one of them to finish
+    /// instead of flooding the network.
     ///
     /// `reply_surbs`: `Some(k)` attaches exactly `k` reply SURBs to every message of the
     /// stream (what the reference does, with 10); `None` uses our adaptive policy, which
@@ -247,8 +250,8 @@ impl MixnetClient {
         reply_surbs: Option<u32>,
     ) -> Result<MixnetStream> {
         check_network(&self.address, &recipient)?;
-        match self.handle.open_stream(recipient, reply_surbs) {
-            Ok(s) => Ok(MixnetStream::new(s, self.idle_timeout)),
+        match self.handle.open(recipient, reply_surbs).await {
+            Ok(s) => Ok(MixnetStream::new(s)),
             Err(mux::OpenError::Closed) => Err(Error::Disconnected),
             Err(source) => Err(Error::Open { recipient, source }),
         }
@@ -259,7 +262,7 @@ impl MixnetClient {
     pub fn listener(&mut self) -> Result<MixnetListener> {
         self.handle
             .listener()
-            .map(|l| MixnetListener::new(l, self.idle_timeout))
+            .map(MixnetListener::new)
             .ok_or(Error::ListenerAlreadyTaken)
     }
 
