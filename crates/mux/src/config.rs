@@ -32,10 +32,10 @@ pub struct MuxConfig {
     /// Default: 5 ms.
     pub coalesce_delay: Duration,
     /// Send an acknowledgement after this many received frames without one (each
-    /// acknowledgement costs a packet and, from the listener, a reply SURB). Default: 32.
+    /// acknowledgement costs a packet and, from the listener, a reply SURB). Default: 64.
     pub ack_every: u32,
     /// Longest an acknowledgement is delayed waiting to be coalesced or piggybacked.
-    /// At the mixnet's ~50 packets/s, 32 frames take ~640 ms, so the count usually
+    /// At the mixnet's ~50 packets/s, 64 frames take ~1.3 s, so the delay usually
     /// triggers first during bulk transfer. Default: 1 s.
     pub ack_delay: Duration,
     /// Retransmission timeout before any RTT sample exists. Default: 5 s.
@@ -104,7 +104,7 @@ impl Default for MuxConfig {
             inbound_budget: 64 * 1024 * 1024,
             nodelay: false,
             coalesce_delay: Duration::from_millis(5),
-            ack_every: 32,
+            ack_every: 64,
             ack_delay: Duration::from_secs(1),
             initial_rto: Duration::from_secs(5),
             min_rto: Duration::from_secs(3),

@@ -122,6 +122,8 @@ pub(crate) struct StreamState<A, T> {
     /// Set when the retransmission timer fired: frames last sent before it are
     /// presumed lost and resent as acks show the path working again.
     recovery_point: Option<Instant>,
+    /// Frames SACKed past but still young: resent at their deadline if still unacked.
+    suspects: Vec<(Seq, Instant)>,
     send_offset: u64,
     peer_max_data: u64,
     shutdown_requested: bool,
@@ -237,6 +239,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             send_buf: SendBuffer::new(Seq::new(0), SendConfig::default()),
             retransmit_queue: VecDeque::new(),
             recovery_point: None,
+            suspects: Vec::new(),
             send_offset: 0,
             peer_max_data: 0,
             shutdown_requested: false,
@@ -491,6 +494,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     fn abandon_send(&mut self) {
         self.pending.clear();
         self.retransmit_queue.clear();
+        self.suspects.clear();
         self.release_sent();
         self.write_done = true;
         self.need_open = false;
@@ -879,11 +883,27 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if let Some(sample) = out.rtt_sample {
             self.rtt.on_sample(sample);
         }
-        for seq in out.fast_retransmit {
-            self.retransmit_queue.push_back(seq);
+        if !out.fast_retransmit.is_empty() {
+            // Messages overtake each other all the time on a mixnet (and the client
+            // layer resends lost packets itself, ~1.5 s later), so "3 later frames were
+            // SACKed" alone means little. Like RACK, a frame also has to be older than
+            // 1.5 smoothed RTTs before it counts as lost; a younger one is resent when
+            // it reaches that age, if it is still unacknowledged then.
+            let age = self.rtt.srtt().map_or(self.rtt.rto(), |s| s + s / 2);
+            let old: Vec<Seq> = now
+                .checked_sub(age)
+                .map(|cutoff| self.send_buf.expired(cutoff))
+                .unwrap_or_default();
+            for seq in out.fast_retransmit {
+                if old.contains(&seq) {
+                    self.retransmit_queue.push_back(seq);
+                } else {
+                    self.suspects.push((seq, now + age));
+                }
+            }
         }
         if out.newly_acked_frames > 0 {
-            self.continue_recovery();
+            self.continue_recovery(now);
         }
         if ack.max_data > self.peer_max_data {
             self.peer_max_data = ack.max_data;
@@ -934,6 +954,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             consider(self.open_sent_at.map(|at| at + self.rtt.rto()), false);
         }
         consider(self.finished_at.map(|t| t + self.linger), false);
+        consider(self.suspects.iter().map(|&(_, at)| at).min(), false);
         if !self.reaped && self.write_error.is_none() && self.reset.is_none() {
             consider(self.idle_deadline(), false);
             consider(self.keepalive_due_at(), false);
@@ -967,6 +988,20 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             if let Some(d) = self.ack_deadline {
                 if d <= now {
                     self.ack_now = true;
+                }
+            }
+        }
+        if !self.suspects.is_empty() {
+            let mut due = Vec::new();
+            self.suspects.retain(|&(seq, at)| {
+                if at <= now {
+                    due.push(seq);
+                }
+                at > now
+            });
+            for seq in due {
+                if self.send_buf.get(seq).is_some() && !self.retransmit_queue.contains(&seq) {
+                    self.retransmit_queue.push_back(seq);
                 }
             }
         }
@@ -1004,7 +1039,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// After a timeout, each ack that makes progress lets two more of the frames sent
     /// before the timeout go again (a slow start from one frame), instead of waiting
     /// one backed-off RTO per lost frame.
-    fn continue_recovery(&mut self) {
+    fn continue_recovery(&mut self, now: Instant) {
         let Some(point) = self.recovery_point else {
             return;
         };
