@@ -903,7 +903,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             }
         }
         if out.newly_acked_frames > 0 {
-            self.continue_recovery(now);
+            self.continue_recovery();
         }
         if ack.max_data > self.peer_max_data {
             self.peer_max_data = ack.max_data;
@@ -1039,7 +1039,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// After a timeout, each ack that makes progress lets two more of the frames sent
     /// before the timeout go again (a slow start from one frame), instead of waiting
     /// one backed-off RTO per lost frame.
-    fn continue_recovery(&mut self, now: Instant) {
+    fn continue_recovery(&mut self) {
         let Some(point) = self.recovery_point else {
             return;
         };
