@@ -136,7 +136,11 @@ pub(crate) struct StreamState<A, T> {
     recv_queue: VecDeque<Bytes>,
     recv_queued: usize,
     consumed: u64,
+    /// The credit limit the peer currently believes in (what we last advertised, or
+    /// `INITIAL_CREDIT` before our first ack).
     advertised_max: u64,
+    /// Stream bytes received in order so far (read, queued or discarded).
+    recv_offset: u64,
     read_end: Option<ReadEnd>,
     discard_reads: bool,
     ack_pending: bool,
@@ -250,7 +254,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             recv_queue: VecDeque::new(),
             recv_queued: 0,
             consumed: 0,
-            advertised_max: window,
+            advertised_max: INITIAL_CREDIT,
+            recv_offset: 0,
             read_end: None,
             discard_reads: false,
             ack_pending: false,
@@ -792,6 +797,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                     if b.is_empty() {
                         continue;
                     }
+                    self.recv_offset += b.len() as u64;
                     if self.discard_reads {
                         self.consumed += b.len() as u64;
                     } else {
@@ -811,6 +817,12 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                     self.ack_now = true;
                 }
             }
+        }
+        // Credit running low: the peer is within a quarter window of the limit it
+        // believes in, so it will stall without an ack (e.g. before our first ack,
+        // when it only has INITIAL_CREDIT). Ack now instead of after the delay.
+        if self.recv_offset + self.window / 4 >= self.advertised_max {
+            self.ack_now = true;
         }
         self.schedule_ack(now);
     }

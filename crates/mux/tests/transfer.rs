@@ -79,3 +79,17 @@ async fn realistic_1m_stats() {
     assert!(sb.messages_sent < sa.messages_sent / 4, "{sb:?}");
     assert!(m.retransmits < m.frames_sent / 10, "{m:?}");
 }
+
+/// On a network without delay, a bulk transfer must never wait for a timer (ack
+/// delay, coalescing, retransmission): any simulated time that passes is a stall.
+/// This caught a sender waiting a whole `ack_delay` on its initial credit.
+#[tokio::test(start_paused = true)]
+async fn instant_bulk_transfer_never_waits_for_a_timer() {
+    let start = tokio::time::Instant::now();
+    one_way(SimConfig::instant().with_seed(4), 4 << 20).await;
+    let waited = start.elapsed();
+    assert!(
+        waited < std::time::Duration::from_millis(50),
+        "simulated time passed: {waited:?}"
+    );
+}
