@@ -102,7 +102,8 @@ pub enum Read {
 /// budgets and timers.
 pub struct Core<A, T> {
     cfg: MuxConfig,
-    streams: IdMap<LocalId, StreamState<A, T>>,
+    /// Boxed: an idle stream costs its state once, not times the map's spare capacity.
+    streams: IdMap<LocalId, Box<StreamState<A, T>>>,
     outbound: IdMap<StreamId, LocalId>,
     inbound: HashMap<(T, StreamId), LocalId>,
     /// How many accepted streams use each wire id (under any sender tag).
@@ -201,7 +202,7 @@ where
         let local = self.alloc_local();
         let state = StreamState::new_outbound(id, to, fixed_surbs, now, &self.cfg);
         tracing::debug!(stream = %id, "open");
-        self.streams.insert(local, state);
+        self.streams.insert(local, Box::new(state));
         self.outbound.insert(id, local);
         self.pending_opens += 1;
         self.metrics.streams_opened += 1;
@@ -331,7 +332,7 @@ where
 
     /// Whether the idle timeout reaped the stream.
     pub fn is_reaped(&self, local: LocalId) -> bool {
-        self.streams.get(&local).is_some_and(StreamState::is_reaped)
+        self.streams.get(&local).is_some_and(|s| s.is_reaped())
     }
 
     /// The wire id of a stream.
@@ -341,7 +342,7 @@ where
 
     /// Counters of one stream.
     pub fn stream_metrics(&self, local: LocalId) -> Option<StreamMetrics> {
-        self.streams.get(&local).map(StreamState::metrics)
+        self.streams.get(&local).map(|s| s.metrics())
     }
 
     /// Counters of the whole client.
@@ -493,7 +494,7 @@ where
         let local = self.alloc_local();
         let state = StreamState::new_inbound(id, tag, peer_extended, now, &self.cfg);
         tracing::debug!(stream = %id, peer_extended, "incoming stream");
-        self.streams.insert(local, state);
+        self.streams.insert(local, Box::new(state));
         self.inbound.insert((tag, id), local);
         *self.inbound_ids.entry(id).or_insert(0) += 1;
         self.live_inbound += 1;

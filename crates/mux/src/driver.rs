@@ -17,6 +17,10 @@ use crate::transport::{Destination, Inbound, Transport, TransportError};
 
 /// Messages handled per driver wake-up before it yields to other tasks.
 const INBOUND_BATCH: usize = 64;
+/// Messages sent per driver wake-up before it yields: on a network without pacing, a
+/// sender that never yields can bury a receiver (whose driver also takes 64 at a
+/// time) until the network drops messages.
+const OUTBOUND_BATCH: usize = 64;
 /// Plain messages the application may queue for sending before `send_plain` waits.
 const PLAIN_SEND_QUEUE: usize = 64;
 
@@ -268,7 +272,8 @@ impl<Tr: Transport + Unpin> Future for Driver<Tr> {
             inner.core.handle_timeout(now);
 
             // 3. Output, while the transport takes it.
-            loop {
+            let mut sent = 0;
+            while sent < OUTBOUND_BATCH {
                 match this.transport.poll_ready(cx) {
                     Poll::Ready(Ok(())) => {}
                     Poll::Ready(Err(e)) => {
@@ -294,6 +299,7 @@ impl<Tr: Transport + Unpin> Future for Driver<Tr> {
                 if let Err(e) = this.transport.send(t.to, t.payload, t.reply_surbs) {
                     return this.finish(&mut inner, format!("the network refused a message: {e}"));
                 }
+                sent += 1;
             }
 
             // 4. Wake the application.
@@ -301,7 +307,7 @@ impl<Tr: Transport + Unpin> Future for Driver<Tr> {
             inner.dispatch();
             inner.driver_waker = driver_waker;
 
-            if handled == INBOUND_BATCH {
+            if handled == INBOUND_BATCH || sent == OUTBOUND_BATCH {
                 // More may be waiting: let other tasks run first.
                 cx.waker().wake_by_ref();
                 return Poll::Pending;

@@ -1524,3 +1524,17 @@ fn reset_error(r: ResetInfo, doing: &str) -> io::Error {
         )
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// An idle stream's memory is mostly this struct (its buffers allocate nothing
+    /// while empty); the table boxes it, so hash-map slack does not multiply it.
+    /// Guard against it creeping up: the per-stream budget is 2 KiB.
+    #[test]
+    fn stream_state_stays_small() {
+        let size = std::mem::size_of::<StreamState<[u8; 32], [u8; 16]>>();
+        assert!(size <= 1280, "StreamState grew to {size} bytes");
+    }
+}
