@@ -7,40 +7,11 @@ mod common;
 use std::io::ErrorKind;
 use std::time::Duration;
 
-use common::{pair, pattern, Handle};
+use common::{one_way, pair, pattern, Handle};
 use lp_frame::ext::reset_code;
 use mixnet_sim::SimConfig;
 use mux::MuxConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Sends `len` bytes from a to b on one stream and checks they arrive exactly,
-/// followed by EOF.
-async fn one_way(sim: SimConfig, cfg: MuxConfig, len: usize, seed: u64) {
-    let (_net, a, b) = pair(sim, cfg);
-    let mut listener = b.listener().unwrap();
-    let data = pattern(len, seed);
-    let sent = data.clone();
-    let to = b.local_address();
-    let writer = tokio::spawn(async move {
-        let mut s = a.open_stream(to, None).unwrap();
-        s.write_all(&sent).await.unwrap();
-        s.shutdown().await.unwrap();
-        // Stay alive (and keep the client alive) until the peer closes its side.
-        let mut rest = Vec::new();
-        s.read_to_end(&mut rest).await.unwrap();
-        assert!(rest.is_empty());
-        a
-    });
-    let mut s = listener.accept().await.unwrap();
-    let mut got = Vec::with_capacity(len);
-    s.read_to_end(&mut got).await.unwrap();
-    assert_eq!(got.len(), data.len());
-    assert!(got == data, "bytes differ");
-    // EOF is sticky and nothing follows it.
-    assert_eq!(s.read(&mut [0u8; 64]).await.unwrap(), 0);
-    s.shutdown().await.unwrap();
-    writer.await.unwrap();
-}
 
 #[tokio::test(start_paused = true)]
 async fn eight_mib_on_one_stream_instant() {

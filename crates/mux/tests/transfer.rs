@@ -2,44 +2,31 @@
 
 mod common;
 
-use common::{pair, pattern};
+use common::{one_way, pair, pattern};
 use mixnet_sim::SimConfig;
 use mux::MuxConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn one_way(sim: SimConfig, len: usize) {
-    let (_net, a, b) = pair(sim, MuxConfig::default());
-    let mut listener = b.listener().unwrap();
-    let data = pattern(len, 42);
-    let sent = data.clone();
-    let to = b.local_address();
-    let writer = tokio::spawn(async move {
-        let mut s = a.open_stream(to, None).unwrap();
-        s.write_all(&sent).await.unwrap();
-        s.shutdown().await.unwrap();
-        // Keep the client alive until the reader is done.
-        let mut rest = Vec::new();
-        s.read_to_end(&mut rest).await.unwrap();
-        (a, rest)
-    });
-    let mut s = listener.accept().await.unwrap();
-    let mut got = Vec::new();
-    s.read_to_end(&mut got).await.unwrap();
-    assert_eq!(got.len(), data.len());
-    assert!(got == data, "bytes differ");
-    s.shutdown().await.unwrap();
-    let (_a, rest) = writer.await.unwrap();
-    assert!(rest.is_empty());
-}
-
 #[tokio::test(start_paused = true)]
 async fn instant_small() {
-    one_way(SimConfig::instant().with_seed(1), 10_000).await;
+    one_way(
+        SimConfig::instant().with_seed(1),
+        MuxConfig::default(),
+        10_000,
+        1,
+    )
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn realistic_256k() {
-    one_way(SimConfig::realistic().with_seed(2), 256 * 1024).await;
+    one_way(
+        SimConfig::realistic().with_seed(2),
+        MuxConfig::default(),
+        256 * 1024,
+        2,
+    )
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -86,7 +73,13 @@ async fn realistic_1m_stats() {
 #[tokio::test(start_paused = true)]
 async fn instant_bulk_transfer_never_waits_for_a_timer() {
     let start = tokio::time::Instant::now();
-    one_way(SimConfig::instant().with_seed(4), 4 << 20).await;
+    one_way(
+        SimConfig::instant().with_seed(4),
+        MuxConfig::default(),
+        4 << 20,
+        4,
+    )
+    .await;
     let waited = start.elapsed();
     assert!(
         waited < std::time::Duration::from_millis(50),

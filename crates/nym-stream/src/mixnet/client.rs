@@ -363,21 +363,16 @@ impl MixnetMessageSender for MixnetClient {
     where
         M: AsRef<[u8]> + Send,
     {
-        let to = Destination::Address(address);
-        send_to(&self.handle, to, message.as_ref(), self.plain_surbs).await
+        self.split_sender()
+            .send_plain_message(address, message)
+            .await
     }
 
     async fn send_reply<M>(&self, recipient_tag: AnonymousSenderTag, message: M) -> Result<()>
     where
         M: AsRef<[u8]> + Send,
     {
-        send_to(
-            &self.handle,
-            Destination::Reply(recipient_tag),
-            message.as_ref(),
-            0,
-        )
-        .await
+        self.split_sender().send_reply(recipient_tag, message).await
     }
 }
 
