@@ -308,27 +308,38 @@ fn parse_time_ns(text: &str) -> Option<f64> {
     Some(v * scale)
 }
 
-/// Reads divan's tree output: a name's depth is its column divided by 3 (each tree level
-/// is three characters wide); rows with a time in the median column are results.
+/// Reads divan's tree output. The tree's vertical lines use the same character as the
+/// column separators, so columns are cut by position: everything left of the header's
+/// "fastest" column is the name part (a name's depth is its column divided by 3, each tree
+/// level being three characters wide); the rest splits on '│' into fastest, slowest,
+/// median, …. Rows with a time in the median column are results; rows without a name
+/// carry the previous result's throughput.
 fn parse_divan(out: &str) -> Vec<DivanRow> {
     let mut stack: Vec<String> = Vec::new();
     let mut rows: Vec<DivanRow> = Vec::new();
+    let mut name_width: Option<usize> = None;
     for line in out.lines() {
-        let cols: Vec<&str> = line.split('│').collect();
-        let first = cols[0];
-        let name_start = first
-            .char_indices()
-            .find(|(_, c)| !matches!(c, ' ' | '├' | '╰' | '─' | '│'))
-            .map(|(i, _)| first[..i].chars().count());
-        let Some(depth_chars) = name_start else {
-            continue;
-        };
-        if cols.len() < 4 {
+        let chars: Vec<char> = line.chars().collect();
+        if let Some(pos) = line.find("fastest") {
+            // The header row names the bench binary: the root of every path.
+            name_width = Some(line[..pos].chars().count());
+            stack = vec![line[..pos].trim().to_string()];
             continue;
         }
-        let name = first.trim_start_matches([' ', '├', '╰', '─', '│']);
-        let name = name.split_whitespace().next().unwrap_or("");
-        if name.is_empty() {
+        let Some(width) = name_width else {
+            continue;
+        };
+        if chars.len() <= width {
+            continue;
+        }
+        let name_part: String = chars[..width].iter().collect();
+        let rest: String = chars[width..].iter().collect();
+        let cols: Vec<&str> = rest.split('│').collect();
+        if cols.len() < 3 {
+            continue;
+        }
+        let tree = |c: char| matches!(c, ' ' | '├' | '╰' | '─' | '│');
+        let Some(depth_chars) = name_part.chars().position(|c| !tree(c)) else {
             // A continuation line: throughput figures of the previous result.
             if let Some(last) = rows.last_mut() {
                 let t = cols[2].trim();
@@ -337,7 +348,12 @@ fn parse_divan(out: &str) -> Vec<DivanRow> {
                 }
             }
             continue;
-        }
+        };
+        let name = name_part
+            .trim_start_matches(tree)
+            .split_whitespace()
+            .next()
+            .unwrap_or("");
         let depth = depth_chars / 3;
         stack.truncate(depth);
         stack.push(name.to_string());
