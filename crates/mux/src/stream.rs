@@ -955,12 +955,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             consider(self.ack_deadline, true);
         }
         if self.reliable() && self.reset.is_none() && self.retransmit_queue.is_empty() {
-            consider(
-                self.send_buf
-                    .earliest_send_time()
-                    .map(|t| t + self.rtt.rto()),
-                false,
-            );
+            consider(self.rto_base().map(|t| t + self.rtt.rto()), false);
         }
         if !self.need_open && !self.established && self.reset.is_none() {
             consider(self.open_sent_at.map(|at| at + self.rtt.rto()), false);
@@ -972,6 +967,12 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             consider(self.keepalive_due_at(), false);
         }
         d
+    }
+
+    /// When the retransmission timer started: the earliest last-send time over the
+    /// unacknowledged frames.
+    fn rto_base(&self) -> Option<Instant> {
+        self.send_buf.earliest_send_time()
     }
 
     fn ack_due(&self, now: Instant) -> bool {
@@ -1019,7 +1020,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         }
         if self.reliable() {
             let rto = self.rtt.rto();
-            if let Some(earliest) = self.send_buf.earliest_send_time() {
+            if let Some(earliest) = self.rto_base() {
                 if earliest + rto <= now {
                     // Like TCP, a timeout resends only the oldest expired frame and
                     // backs off: acks delayed in the mixnet (or by a SURB shortage at
