@@ -19,6 +19,12 @@ pub struct MuxConfig {
     /// Per-stream receive window in bytes: how much the peer may send beyond what our
     /// application has read. Also bounds the stream's inbound buffers. Default: 256 KiB.
     pub receive_window: u32,
+    /// Per-stream bound on buffered inbound bytes (out-of-order plus unread) when the
+    /// peer is a reference peer. Such a peer has no credit and never retransmits, and
+    /// the Nym client's own packet retransmission (~1.5 s) lets 100–300 KB overtake a
+    /// delayed message at full rate; beyond this bound the stream fails with
+    /// `InvalidData`. Default: 1 MiB.
+    pub legacy_receive_buffer: u32,
     /// Per-stream bound on bytes accepted from the application but not yet acknowledged
     /// by the peer (the retransmission buffer plus not-yet-framed bytes). Default: 256 KiB.
     pub send_buffer: usize,
@@ -100,6 +106,7 @@ impl Default for MuxConfig {
             legacy_mode: false,
             max_frame_payload: 1585,
             receive_window: 256 * 1024,
+            legacy_receive_buffer: 1024 * 1024,
             send_buffer: 256 * 1024,
             inbound_budget: 64 * 1024 * 1024,
             nodelay: false,
@@ -152,6 +159,8 @@ setters! {
     with_max_frame_payload: max_frame_payload: usize;
     /// Sets [`MuxConfig::receive_window`].
     with_receive_window: receive_window: u32;
+    /// Sets [`MuxConfig::legacy_receive_buffer`].
+    with_legacy_receive_buffer: legacy_receive_buffer: u32;
     /// Sets [`MuxConfig::send_buffer`].
     with_send_buffer: send_buffer: usize;
     /// Sets [`MuxConfig::inbound_budget`].

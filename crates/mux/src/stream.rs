@@ -93,6 +93,7 @@ pub(crate) struct StreamState<A, T> {
     fixed_surbs: Option<u32>,
     frame_payload: usize,
     window: u64,
+    legacy_limit: u64,
     send_limit: usize,
     coalesce_delay: std::time::Duration,
     ack_every: u32,
@@ -201,10 +202,13 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     ) -> Self {
         let local_extended = !cfg.legacy_mode;
         let window = u64::from(cfg.receive_window).max(INITIAL_CREDIT);
+        // The reorder buffer is sized for the larger of the two per-kind bounds (the
+        // peer's kind may only be learned later); `recv_limit` enforces the right one.
+        let legacy_limit = u64::from(cfg.legacy_receive_buffer).max(window);
         let reorder_cfg = ReorderConfig {
-            max_items: (window as usize / 64).max(64),
-            max_bytes: window as usize,
-            max_distance: ((window as usize / 64).max(64)) as u32,
+            max_items: (legacy_limit as usize / 64).max(64),
+            max_bytes: legacy_limit as usize,
+            max_distance: ((legacy_limit as usize / 64).max(64)) as u32,
         };
         let direction = match peer {
             Destination::Address(_) => "out",
@@ -220,6 +224,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             fixed_surbs: None,
             frame_payload: cfg.frame_payload(),
             window,
+            legacy_limit,
             send_limit: cfg.send_buffer.max(cfg.frame_payload()),
             coalesce_delay: cfg.coalesce_delay,
             ack_every: cfg.ack_every.max(1),
@@ -745,10 +750,20 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         self.wake_write = true;
     }
 
+    /// Most inbound bytes (reorder buffer plus unread) this stream holds: the window for
+    /// an extended peer (whose credit keeps it there), more for a reference peer.
+    fn recv_limit(&self) -> usize {
+        if self.peer_kind == PeerKind::Legacy {
+            self.legacy_limit as usize
+        } else {
+            self.window as usize
+        }
+    }
+
     fn on_segment(&mut self, seq: Seq, seg: Segment, now: Instant, budget: usize) {
         let len = reorder::ByteLen::byte_len(&seg);
         let slack = self.frame_payload;
-        if len > 0 && (len > budget || self.inbound_bytes() + len > self.window as usize + slack) {
+        if len > 0 && (len > budget || self.inbound_bytes() + len > self.recv_limit() + slack) {
             self.metrics.frames_refused += 1;
             if self.peer_kind == PeerKind::Legacy && !self.discard_reads {
                 self.fail_read(
