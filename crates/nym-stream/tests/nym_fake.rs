@@ -7,9 +7,10 @@
 //! and has a bounded input channel like nym-sdk's.
 #![cfg(feature = "nym")]
 
+mod scenarios;
+
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::io::ErrorKind;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
@@ -17,9 +18,8 @@ use std::time::Duration;
 
 use futures_core::Stream;
 use mux::{Destination, Transport};
-use nym_stream::frame::ext::reset_code;
 use nym_stream::mixnet::{
-    reset_code_of, Error, MixnetClient, MixnetClientBuilder, MixnetMessageSender, Recipient,
+    Error, MixnetClient, MixnetClientBuilder, MixnetMessageSender, Recipient,
 };
 use nym_stream::nym::nym_sdk::mixnet::{
     self as nym, ed25519, x25519, AnonymousSenderTag, InputMessage, ReconstructedMessage,
@@ -360,46 +360,7 @@ async fn reset_and_drop_without_shutdown_reach_the_peer() {
     let net = FakeNet::new(3, 40);
     let mut c = fake_client(&net, 20);
     let mut server = fake_client(&net, 21);
-    let to = *server.nym_address();
-    let mut listener = server.listener().unwrap();
-
-    // Half-close both ways.
-    let mut s = c.open_stream(to, None).await.unwrap();
-    s.write_all(b"request").await.unwrap();
-    s.shutdown().await.unwrap();
-    let mut inc = listener.accept().await.unwrap();
-    let mut req = Vec::new();
-    inc.read_to_end(&mut req).await.unwrap();
-    assert_eq!(req, b"request");
-    inc.write_all(b"response").await.unwrap();
-    inc.shutdown().await.unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).await.unwrap();
-    assert_eq!(resp, b"response");
-
-    // Reset with an application code.
-    let code = reset_code::APPLICATION_MIN + 9;
-    let s = c.open_stream(to, None).await.unwrap();
-    s.wait_established().await.unwrap();
-    let mut inc = listener.accept().await.unwrap();
-    s.reset(code);
-    let mut buf = [0u8; 4];
-    let err = inc.read(&mut buf).await.expect_err("reset");
-    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
-    assert_eq!(reset_code_of(&err), Some(code));
-
-    // Dropped without shutdown: the data, then an error, never a clean EOF.
-    let mut s = c.open_stream(to, None).await.unwrap();
-    s.write_all(b"partial").await.unwrap();
-    drop(s);
-    let mut inc = listener.accept().await.unwrap();
-    let mut got = Vec::new();
-    let err = inc
-        .read_to_end(&mut got)
-        .await
-        .expect_err("not a clean EOF");
-    assert_eq!(got, b"partial");
-    assert_eq!(reset_code_of(&err), Some(reset_code::CANCELLED));
+    scenarios::close_reset_and_drop(&mut c, &mut server).await;
 }
 
 #[tokio::test(start_paused = true)]
