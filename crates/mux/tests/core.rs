@@ -241,16 +241,22 @@ fn read_to_end_pending(w: &mut Wire, lb: LocalId) -> (Vec<u8>, Read) {
     (got, end)
 }
 
-#[test]
-fn lost_last_frame_is_resent_on_timer() {
+/// Sends `len` bytes from A to B, drops the data frame `pick` chooses among those sent,
+/// delivers the rest and runs until B has every byte. Returns whether it finished, the
+/// bytes sent and received, A's retransmission count and how long the repair took.
+fn repair_one_lost_frame(
+    len: usize,
+    seed: u64,
+    pick: fn(&[Packet]) -> usize,
+) -> (bool, Vec<u8>, Vec<u8>, u64, Duration) {
     let mut w = Wire::default_pair();
     let (la, lb) = w.open_pair();
-    let data = pattern(4_000, 2);
+    let data = pattern(len, seed);
     w.write_all(A, la, &data);
     w.collect();
     let mut sent = drain(&mut w);
-    let last = sent.iter().rposition(is_data).unwrap();
-    sent.remove(last);
+    let lost = pick(&sent);
+    sent.remove(lost);
     for p in sent {
         w.deliver(p);
     }
@@ -260,41 +266,31 @@ fn lost_last_frame_is_resent_on_timer() {
         w.read_available(B, lb, &mut got);
         got.len() == data.len()
     });
+    let retransmits = w.a.stream_metrics(la).unwrap().retransmits;
+    (done, data, got, retransmits, w.now - t0)
+}
+
+#[test]
+fn lost_last_frame_is_resent_on_timer() {
+    let (done, data, got, retransmits, took) =
+        repair_one_lost_frame(4_000, 2, |sent| sent.iter().rposition(is_data).unwrap());
     assert!(done, "lost frame never repaired");
     assert!(got == data);
-    let m = w.a.stream_metrics(la).unwrap();
-    assert_eq!(m.retransmits, 1, "{m:?}");
+    assert_eq!(retransmits, 1);
     // No later frame exists to reveal the gap: only the timer can repair it.
-    assert!(w.now - t0 >= MuxConfig::default().min_rto);
+    assert!(took >= MuxConfig::default().min_rto);
 }
 
 #[test]
 fn lost_frame_is_resent_fast_on_sack() {
-    let mut w = Wire::default_pair();
-    let (la, lb) = w.open_pair();
-    let data = pattern(20_000, 3);
-    w.write_all(A, la, &data);
-    w.collect();
-    let mut sent = drain(&mut w);
-    let first = sent.iter().position(is_data).unwrap();
-    sent.remove(first);
-    for p in sent {
-        w.deliver(p);
-    }
-    let t0 = w.now;
-    let mut got = Vec::new();
-    let done = w.run(MINUTE, &mut |w| {
-        w.read_available(B, lb, &mut got);
-        got.len() == data.len()
-    });
+    let (done, data, got, retransmits, took) =
+        repair_one_lost_frame(20_000, 3, |sent| sent.iter().position(is_data).unwrap());
     assert!(done);
     assert!(got == data);
-    let m = w.a.stream_metrics(la).unwrap();
-    assert_eq!(m.retransmits, 1, "{m:?}");
+    assert_eq!(retransmits, 1);
     assert!(
-        w.now - t0 < MuxConfig::default().min_rto,
-        "repaired after {:?}: the SACK path should beat the timer",
-        w.now - t0
+        took < MuxConfig::default().min_rto,
+        "repaired after {took:?}: the SACK path should beat the timer"
     );
 }
 
