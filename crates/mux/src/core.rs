@@ -100,6 +100,32 @@ pub enum Read {
 
 /// The protocol core of one client: every stream, the accept backlog, orphans,
 /// budgets and timers.
+///
+/// # Call order
+///
+/// The core does no I/O and reads no clock; whoever drives it (the tokio
+/// [`Driver`](crate::Driver), or a test) repeats, with `now` from one clock that never
+/// goes backwards:
+///
+/// 1. [`Core::handle_inbound`] for each message the network delivered;
+/// 2. [`Core::handle_timeout`] once, with the current time (calling it early is
+///    harmless: timers not yet due are left alone);
+/// 3. [`Core::poll_transmit`] while the transport can take a message, until `None`;
+/// 4. [`Core::poll_event`] until `None`, waking the application;
+/// 5. [`Core::poll_timeout`], then sleep until that instant or until a message or an
+///    application action arrives.
+///
+/// Application actions ([`Core::open`], [`Core::write`], [`Core::read`],
+/// [`Core::shutdown`], …) may come between any two steps; after one, continue from
+/// step 3.
+///
+/// # Timer contract
+///
+/// After `handle_timeout(now)`, [`Core::poll_timeout`] returns `None` or an instant
+/// strictly later than `now`: a timer that fired either did its work or moved on
+/// (work that waits only for the transport waits in the transmit queue, not on a
+/// timer). A driver can therefore sleep on the deadline without spinning. Debug
+/// builds assert this at the end of every `handle_timeout`.
 pub struct Core<A, T> {
     cfg: MuxConfig,
     /// Boxed: an idle stream costs its state once, not times the map's spare capacity.
@@ -610,6 +636,13 @@ where
                 s.on_timeout(now);
                 self.after(local, now);
             }
+        }
+        #[cfg(debug_assertions)]
+        if let Some(next) = self.poll_timeout() {
+            debug_assert!(
+                next > now,
+                "timer contract: a deadline is still due after handle_timeout"
+            );
         }
     }
 

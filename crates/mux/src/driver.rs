@@ -21,6 +21,8 @@ const INBOUND_BATCH: usize = 64;
 /// sender that never yields can bury a receiver (whose driver also takes 64 at a
 /// time) until the network drops messages.
 const OUTBOUND_BATCH: usize = 64;
+/// Rounds of receive, timers and send per driver wake-up before it yields.
+const MAX_ROUNDS: u32 = 4;
 /// Plain messages the application may queue for sending before `send_plain` waits.
 const PLAIN_SEND_QUEUE: usize = 64;
 
@@ -247,7 +249,12 @@ impl<Tr: Transport + Unpin> Future for Driver<Tr> {
         if inner.closed.is_some() {
             return Poll::Ready(Ok(()));
         }
+        // Rounds of this loop per poll: a deadline that is due again after its round
+        // (time moved on while we worked) gets another round, but never an unbounded
+        // number while we hold the lock; then the task yields.
+        let mut rounds = 0;
         loop {
+            rounds += 1;
             if inner.close_requested {
                 return this.finish(&mut inner, "the client was closed".into());
             }
@@ -268,7 +275,7 @@ impl<Tr: Transport + Unpin> Future for Driver<Tr> {
                 }
             }
 
-            // 2. Timers.
+            // 2. Timers. The core's contract: afterwards no deadline is due at `now`.
             inner.core.handle_timeout(now);
 
             // 3. Output, while the transport takes it.
@@ -324,7 +331,13 @@ impl<Tr: Transport + Unpin> Future for Driver<Tr> {
                     }
                     if this.sleep.as_mut().poll(cx).is_ready() {
                         this.armed = None;
-                        continue;
+                        if rounds < MAX_ROUNDS {
+                            continue;
+                        }
+                        // Still due after several rounds: yield (releasing the lock)
+                        // instead of spinning; the scheduler polls us again.
+                        tracing::debug!(rounds, "deadline still due; driver yields");
+                        cx.waker().wake_by_ref();
                     }
                 }
                 None => this.armed = None,

@@ -972,10 +972,16 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.reliable() && self.reset.is_none() && self.retransmit_queue.is_empty() {
             consider(self.rto_base().map(|t| t + self.rtt.rto()), false);
         }
-        if !self.need_open && !self.established && self.reset.is_none() {
+        if !self.need_open
+            && !self.established
+            && self.reset.is_none()
+            && self.write_error.is_none()
+        {
             consider(self.open_sent_at.map(|at| at + self.rtt.rto()), false);
         }
-        consider(self.finished_at.map(|t| t + self.linger), false);
+        // An expired linger only waits for the stream's last frames to go out: the
+        // transmit that sends them removes the stream, so no due deadline is kept.
+        consider(self.finished_at.map(|t| t + self.linger), true);
         consider(self.suspects.iter().map(|&(_, at)| at).min(), false);
         if !self.reaped && self.write_error.is_none() && self.reset.is_none() {
             consider(self.idle_deadline(), false);

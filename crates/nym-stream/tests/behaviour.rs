@@ -359,3 +359,68 @@ async fn connect_new_uses_the_shared_default_network() {
             > 0
     );
 }
+
+/// Runs a paused-clock, current-thread test body on its own thread and fails if it
+/// makes no progress within `limit` of wall time: a driver that spins while holding
+/// the only thread never lets the paused clock move, so a plain test would hang.
+fn within_wall_time<F, Fut>(limit: Duration, body: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        rt.block_on(body());
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(()) => {}
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("no progress within {limit:?} of wall time: the client is wedged")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("the test body panicked"),
+    }
+}
+
+/// Opening a stream to an address nobody answers fails with a clear `TimedOut` (while
+/// the handle is kept, the normal case) and the client goes on working.
+#[test]
+fn an_unanswered_open_times_out_and_the_client_keeps_working() {
+    within_wall_time(Duration::from_secs(60), || async {
+        let net = realistic(31);
+        let mut server = client(&net, 1).await;
+        spawn_echo_server(&mut server);
+        let gone = client(&net, 2).await;
+        let nobody = *gone.nym_address();
+        assert!(net.disconnect_client(&nobody.sim_address()));
+        let mut alice = builder(&net, 3)
+            .with_max_retransmits(3)
+            .build()
+            .expect("valid settings")
+            .connect_to_mixnet()
+            .await
+            .expect("connects");
+
+        let dead = alice.open_stream(nobody, None).await.expect("opens");
+        let err = dead.wait_established().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+        assert!(err.to_string().contains("never answered"), "{err}");
+
+        // `dead` is still held; a stream to a live peer works.
+        let reply = exchange(
+            alice
+                .open_stream(*server.nym_address(), None)
+                .await
+                .expect("opens"),
+            b"still alive?",
+        )
+        .await;
+        assert_eq!(reply, b"still alive?");
+        drop(dead);
+    });
+}

@@ -9,6 +9,20 @@ use std::time::{Duration, Instant};
 use lp_frame::{MessageType, OwnedStreamFrame, StreamHeader};
 use mux::{Core, Destination, Event, Inbound, LocalId, MuxConfig, Read, Write};
 
+/// The core's timer contract: after `handle_timeout(now)`, the next deadline is
+/// `None` or strictly later than `now`. A deadline that stays due is a driver that
+/// spins (or, under a paused clock, a clock that can never move).
+pub fn assert_timer_contract(core: &mut Core<u8, u8>, now: Instant, who: &str) {
+    if let Some(d) = core.poll_timeout() {
+        assert!(
+            d > now,
+            "timer contract broken at {who}: after handle_timeout the next deadline is \
+             {:?} before now",
+            now - d
+        );
+    }
+}
+
 /// Address of the first core (the opener in most tests).
 pub const A: u8 = 1;
 /// Address of the second core.
@@ -245,6 +259,8 @@ impl Wire {
         let now = self.now;
         self.a.handle_timeout(now);
         self.b.handle_timeout(now);
+        assert_timer_contract(&mut self.a, now, "A");
+        assert_timer_contract(&mut self.b, now, "B");
         self.note_inbound(A);
         self.note_inbound(B);
         true
@@ -269,6 +285,8 @@ impl Wire {
         self.now = until;
         self.a.handle_timeout(until);
         self.b.handle_timeout(until);
+        assert_timer_contract(&mut self.a, until, "A");
+        assert_timer_contract(&mut self.b, until, "B");
         self.pump();
     }
 
