@@ -61,6 +61,9 @@ pub struct MuxConfig {
     /// Maximum number of incoming streams waiting in the accept backlog; an `Open`
     /// beyond it is answered with a reset (code `REFUSED`). Default: 128.
     pub accept_backlog: usize,
+    /// How long an incoming stream may wait in the accept backlog; one nobody accepted
+    /// by then is refused (`Reset(REFUSED)`) and removed. Default: 60 s.
+    pub accept_timeout: Duration,
     /// Maximum number of peer-opened streams alive at once; further `Open`s are refused
     /// with a reset. Default: 4096.
     pub max_inbound_streams: usize,
@@ -119,6 +122,7 @@ impl Default for MuxConfig {
             max_retransmits: 10,
             max_pending_opens: 64,
             accept_backlog: 128,
+            accept_timeout: Duration::from_secs(60),
             max_inbound_streams: 4096,
             max_orphan_streams: 64,
             max_orphan_frames: 32,
@@ -185,6 +189,8 @@ setters! {
     with_max_pending_opens: max_pending_opens: usize;
     /// Sets [`MuxConfig::accept_backlog`].
     with_accept_backlog: accept_backlog: usize;
+    /// Sets [`MuxConfig::accept_timeout`].
+    with_accept_timeout: accept_timeout: Duration;
     /// Sets [`MuxConfig::max_inbound_streams`].
     with_max_inbound_streams: max_inbound_streams: usize;
     /// Sets [`MuxConfig::max_orphan_streams`].

@@ -138,7 +138,10 @@ pub struct Core<A, T> {
     pending_opens: usize,
     next_local: u64,
     rng: ChaCha12Rng,
-    accept_queue: VecDeque<LocalId>,
+    /// Streams waiting for the application to accept them, with when they arrived.
+    accept_queue: VecDeque<(LocalId, Instant)>,
+    /// Whether an application accepts streams; without one an `Open` is refused.
+    listening: bool,
     orphans: Orphans<T>,
     ready: VecDeque<LocalId>,
     timers: BinaryHeap<Reverse<(Instant, LocalId)>>,
@@ -176,6 +179,7 @@ where
             next_local: 0,
             rng,
             accept_queue: VecDeque::new(),
+            listening: true,
             orphans,
             ready: VecDeque::new(),
             timers: BinaryHeap::new(),
@@ -241,9 +245,36 @@ where
         self.pending_opens < self.cfg.max_pending_opens.max(1)
     }
 
+    /// Tells the core whether an application accepts streams (a new core does).
+    /// While nobody does, an `Open` is refused at once with `Reset(REFUSED)`; turning
+    /// it off also refuses every stream still waiting in the backlog.
+    pub fn set_listening(&mut self, now: Instant, listening: bool) {
+        self.listening = listening;
+        if !listening {
+            while let Some((local, _)) = self.accept_queue.pop_front() {
+                self.refuse_backlogged(now, local);
+            }
+        }
+    }
+
+    /// Whether an application accepts streams (see [`Core::set_listening`]).
+    pub fn is_listening(&self) -> bool {
+        self.listening
+    }
+
+    /// Ends a stream that was never accepted: the peer is told `Reset(REFUSED)` and
+    /// the stream leaves the table once that went out.
+    fn refuse_backlogged(&mut self, now: Instant, local: LocalId) {
+        self.metrics.opens_refused += 1;
+        self.with_stream(now, local, |s| {
+            s.reset(reset_code::REFUSED);
+            s.drop_handle(true, true);
+        });
+    }
+
     /// Takes the next stream a peer opened, if any.
     pub fn accept(&mut self) -> Option<(LocalId, StreamId)> {
-        while let Some(local) = self.accept_queue.pop_front() {
+        while let Some((local, _)) = self.accept_queue.pop_front() {
             if let Some(s) = self.streams.get(&local) {
                 self.metrics.streams_accepted += 1;
                 return Some((local, s.id));
@@ -489,31 +520,41 @@ where
         }
     }
 
+    /// Answers an `Open` we do not take with `Reset(REFUSED)` and drops what the
+    /// peer sent ahead of it.
+    fn refuse_open(&mut self, tag: T, id: StreamId, why: &str) {
+        tracing::debug!(stream = %id, why, "open refused");
+        self.metrics.opens_refused += 1;
+        let held = self.orphans.take(&(tag, id));
+        self.inbound_bytes -= held.iter().map(|f| f.payload.len()).sum::<usize>();
+        if !self.cfg.legacy_mode && self.control.len() < MAX_CONTROL_QUEUE {
+            let mut buf = bytes::BytesMut::with_capacity(lp_frame::HEADER_LEN + 4);
+            bytes::BufMut::put_slice(
+                &mut buf,
+                &StreamHeader::new(id, MessageType::Reset, 0).to_bytes(),
+            );
+            Reset {
+                code: reset_code::REFUSED,
+            }
+            .encode(&mut buf);
+            self.control.push_back(Transmit {
+                to: Destination::Reply(tag),
+                payload: buf.freeze(),
+                reply_surbs: 0,
+            });
+        }
+    }
+
     fn on_open(&mut self, now: Instant, tag: T, header: StreamHeader) {
         let id = header.stream_id;
+        if !self.listening {
+            self.refuse_open(tag, id, "nobody accepts streams (no listener)");
+            return;
+        }
         if self.accept_queue.len() >= self.cfg.accept_backlog
             || self.live_inbound >= self.cfg.max_inbound_streams
         {
-            tracing::debug!(stream = %id, "open refused: backlog or stream limit full");
-            self.metrics.opens_refused += 1;
-            let held = self.orphans.take(&(tag, id));
-            self.inbound_bytes -= held.iter().map(|f| f.payload.len()).sum::<usize>();
-            if !self.cfg.legacy_mode && self.control.len() < MAX_CONTROL_QUEUE {
-                let mut buf = bytes::BytesMut::with_capacity(lp_frame::HEADER_LEN + 4);
-                bytes::BufMut::put_slice(
-                    &mut buf,
-                    &StreamHeader::new(id, MessageType::Reset, 0).to_bytes(),
-                );
-                Reset {
-                    code: reset_code::REFUSED,
-                }
-                .encode(&mut buf);
-                self.control.push_back(Transmit {
-                    to: Destination::Reply(tag),
-                    payload: buf.freeze(),
-                    reply_surbs: 0,
-                });
-            }
+            self.refuse_open(tag, id, "backlog or stream limit full");
             return;
         }
         let peer_extended = header.reserved & ext::CAP_EXTENDED != 0;
@@ -524,7 +565,7 @@ where
         self.inbound.insert((tag, id), local);
         *self.inbound_ids.entry(id).or_insert(0) += 1;
         self.live_inbound += 1;
-        self.accept_queue.push_back(local);
+        self.accept_queue.push_back((local, now));
         self.events.push_back(Event::Incoming);
         // Replay data that overtook the Open.
         let held = self.orphans.take(&(tag, id));
@@ -604,10 +645,14 @@ where
             }
         }
         let stream_deadline = self.timers.peek().map(|Reverse((at, _))| *at);
-        match (stream_deadline, self.orphans.next_expiry()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let backlog_expiry = self
+            .accept_queue
+            .front()
+            .and_then(|&(_, since)| since.checked_add(self.cfg.accept_timeout));
+        [stream_deadline, self.orphans.next_expiry(), backlog_expiry]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Fires every timer due at `now`.
@@ -616,6 +661,18 @@ where
         let dropped = self.orphans.expire(now);
         self.metrics.orphan_frames_dropped += dropped as u64;
         self.inbound_bytes -= before - self.orphans.bytes();
+        // Streams nobody accepted in time are refused (the queue is in arrival order).
+        while let Some(&(local, since)) = self.accept_queue.front() {
+            if since
+                .checked_add(self.cfg.accept_timeout)
+                .is_none_or(|d| d > now)
+            {
+                break;
+            }
+            self.accept_queue.pop_front();
+            tracing::debug!(?local, "backlog entry aged out unaccepted");
+            self.refuse_backlogged(now, local);
+        }
         // Collect first: handling a timer may schedule a new one that is due at once,
         // and that one belongs to the next round.
         let mut due = Vec::new();

@@ -180,7 +180,14 @@ where
 }
 
 /// Creates the shared state for a core.
-pub(crate) fn shared<A, T>(core: Core<A, T>) -> Arc<Shared<A, T>> {
+pub(crate) fn shared<A, T>(mut core: Core<A, T>) -> Arc<Shared<A, T>>
+where
+    A: Copy + Eq + std::hash::Hash + std::fmt::Debug,
+    T: Copy + Eq + std::hash::Hash + std::fmt::Debug,
+{
+    // Until the application takes the listener, nobody accepts: refuse opens at once
+    // instead of letting them fill the backlog.
+    core.set_listening(now(), false);
     Arc::new(Shared {
         inner: Mutex::new(Inner {
             core,

@@ -121,14 +121,16 @@ impl<A: Key, T: Key> MuxHandle<A, T> {
         .await
     }
 
-    /// Takes the listener for incoming streams. Only one exists per client: a second
-    /// call returns `None`.
+    /// Takes the listener for incoming streams. Only one exists at a time: while it
+    /// lives, a second call returns `None`. Until a listener is taken (and after it is
+    /// dropped) peers' opens are refused at once with `Reset(REFUSED)`.
     pub fn listener(&self) -> Option<MuxListener<A, T>> {
         let mut inner = self.shared.lock();
         if inner.listener_taken {
             return None;
         }
         inner.listener_taken = true;
+        inner.core.set_listening(now(), true);
         Some(MuxListener {
             shared: self.shared.clone(),
         })
@@ -194,7 +196,7 @@ impl<A: Key, T: Key> MuxHandle<A, T> {
 }
 
 /// Accepts streams peers open to us. Also a `futures_core::Stream` of streams.
-pub struct MuxListener<A, T> {
+pub struct MuxListener<A: Key, T: Key> {
     shared: Arc<Shared<A, T>>,
 }
 
@@ -216,6 +218,17 @@ impl<A: Key, T: Key> MuxListener<A, T> {
         }
         inner.register_accept(cx.waker());
         Poll::Pending
+    }
+}
+
+impl<A: Key, T: Key> Drop for MuxListener<A, T> {
+    /// Nobody accepts any more: streams still in the backlog are refused, and so are
+    /// later opens, until a new listener is taken.
+    fn drop(&mut self) {
+        let mut inner = self.shared.lock();
+        inner.listener_taken = false;
+        inner.core.set_listening(now(), false);
+        inner.dispatch();
     }
 }
 

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lp_frame::ext::{Ack, Close, Reset, SackBlock};
+use lp_frame::ext::{reset_code, Ack, Close, Reset, SackBlock};
 use lp_frame::{MessageType, StreamHeader, StreamId};
 use mux::{Core, Inbound, MuxConfig, Read, Write};
 
@@ -283,4 +283,78 @@ fn sequence_numbers_near_the_wrap_are_refused_not_mistaken_for_in_order() {
     let mut buf = [0u8; 4];
     assert!(matches!(core.read(t0, local, &mut buf), Read::Data(4)));
     assert_eq!(&buf, b"fine");
+}
+
+#[test]
+fn with_no_listener_an_open_flood_is_refused_at_once_and_keeps_nothing() {
+    let mut core = Core::<u8, u8>::new(MuxConfig::default());
+    let t0 = Instant::now();
+    core.set_listening(t0, false);
+    let mut resets = 0;
+    for id in 0..10_000u64 {
+        from_peer(
+            &mut core,
+            t0,
+            frame(id, MessageType::Data, 1, 0, &[7u8; 1000]),
+        );
+        from_peer(&mut core, t0, frame(id, MessageType::Open, 0, 1, b""));
+        while let Some(t) = core.poll_transmit(t0, &|_| None) {
+            let f = lp_frame::OwnedStreamFrame::parse(t.payload).unwrap();
+            assert_eq!(f.header.msg_type, MessageType::Reset);
+            assert_eq!(Reset::parse(&f.payload).unwrap().code, reset_code::REFUSED);
+            resets += 1;
+        }
+    }
+    assert_eq!(resets, 10_000, "every Open is answered with Reset(REFUSED)");
+    assert_eq!(core.stream_count(), 0);
+    assert_eq!(core.backlog(), 0);
+    assert_eq!(
+        core.inbound_bytes(),
+        0,
+        "data sent ahead of a refused Open is dropped"
+    );
+    // Taking a listener later works.
+    core.set_listening(t0, true);
+    let local = open(&mut core, t0, 77_777);
+    assert_eq!(core.stream_id(local), Some(StreamId::new(77_777)));
+}
+
+#[test]
+fn backlog_entries_nobody_accepts_age_out_and_free_their_memory() {
+    let cfg = MuxConfig::default()
+        .with_accept_backlog(16)
+        .with_accept_timeout(Duration::from_secs(60));
+    let mut core = Core::<u8, u8>::new(cfg);
+    let t0 = Instant::now();
+    for id in 0..100u64 {
+        from_peer(
+            &mut core,
+            t0,
+            frame(id, MessageType::Data, 0, 0, &[1u8; 1500]),
+        );
+        from_peer(&mut core, t0, frame(id, MessageType::Open, 0, 1, b""));
+    }
+    drain(&mut core, t0);
+    assert_eq!(core.backlog(), 16);
+    assert_eq!(core.inbound_bytes(), 16 * 1500);
+    // The deadline is the oldest entry's age-out.
+    assert_eq!(core.poll_timeout(), Some(t0 + Duration::from_secs(60)));
+    let later = t0 + Duration::from_secs(60);
+    core.handle_timeout(later);
+    let mut resets = 0;
+    while let Some(t) = core.poll_transmit(later, &|_| None) {
+        let f = lp_frame::OwnedStreamFrame::parse(t.payload).unwrap();
+        if f.header.msg_type == MessageType::Reset {
+            assert_eq!(Reset::parse(&f.payload).unwrap().code, reset_code::REFUSED);
+            resets += 1;
+        }
+    }
+    assert_eq!(resets, 16);
+    assert_eq!(core.backlog(), 0);
+    assert_eq!(core.stream_count(), 0);
+    assert_eq!(core.inbound_bytes(), 0);
+    assert!(core.accept().is_none());
+    // New opens are accepted again.
+    from_peer(&mut core, later, frame(500, MessageType::Open, 0, 1, b""));
+    assert!(core.accept().is_some());
 }

@@ -178,3 +178,41 @@ fn dropping_a_stream_outside_any_runtime_does_not_panic() {
     drop(stream);
     assert!(handle.metrics().live_streams <= 1);
 }
+
+fn assert_refused(e: &std::io::Error) {
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    assert_eq!(mux::reset_code(e), Some(lp_frame::ext::reset_code::REFUSED));
+}
+
+/// A client that never takes a listener refuses opens at once, a dropped listener
+/// refuses what waited in its backlog, and a listener taken later accepts.
+#[tokio::test(start_paused = true)]
+async fn without_a_listener_opens_are_refused_and_a_later_listener_accepts() {
+    let (_net, a, b) = pair(SimConfig::realistic().with_seed(37), MuxConfig::default());
+    let s = a.open_stream(b.local_address(), None).unwrap();
+    assert_refused(&s.wait_established().await.unwrap_err());
+    assert_eq!(b.metrics().live_streams, 0);
+
+    // A listener that is dropped with streams in its backlog refuses them.
+    let listener = b.listener().unwrap();
+    assert!(b.listener().is_none(), "one listener at a time");
+    let mut s = a.open_stream(b.local_address(), None).unwrap();
+    s.write_all(b"never read").await.unwrap();
+    s.flush().await.unwrap();
+    s.wait_established().await.unwrap();
+    drop(listener);
+    let err = s.read(&mut [0u8; 8]).await.unwrap_err();
+    assert_refused(&err);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(b.metrics().live_streams, 0);
+
+    // A new listener accepts again.
+    let mut listener = b.listener().unwrap();
+    let mut s = a.open_stream(b.local_address(), None).unwrap();
+    s.write_all(b"hello").await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut inc = listener.accept().await.unwrap();
+    let mut got = Vec::new();
+    inc.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"hello");
+}

@@ -226,7 +226,10 @@ async fn drop_after_write_and_flush_loses_nothing_and_is_no_eof() {
 #[tokio::test(start_paused = true)]
 async fn reader_that_never_reads_blocks_the_writer_within_the_window() {
     let window = 128 << 10;
-    let cfg = MuxConfig::default().with_receive_window(window);
+    // The stream waits unaccepted for 120 s: longer than the default accept timeout.
+    let cfg = MuxConfig::default()
+        .with_receive_window(window)
+        .with_accept_timeout(Duration::from_secs(600));
     let (_net, a, b): (_, Handle, Handle) = pair(SimConfig::instant().with_seed(60), cfg);
     let mut listener = b.listener().unwrap();
     let data = pattern(2 << 20, 60);

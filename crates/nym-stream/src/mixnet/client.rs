@@ -257,8 +257,13 @@ impl MixnetClient {
         }
     }
 
-    /// Takes the listener for streams peers open to us. A client has one: a second call
-    /// fails with [`Error::ListenerAlreadyTaken`].
+    /// Takes the listener for streams peers open to us. A client has one at a time: a
+    /// second call while it lives fails with [`Error::ListenerAlreadyTaken`].
+    ///
+    /// Until a listener is taken, and after it is dropped, streams peers open to us
+    /// are refused at once (their `wait_established` fails with `ConnectionReset`,
+    /// reason code `REFUSED`), and streams nobody accepts within the accept timeout
+    /// (60 s by default) are refused the same way, so unaccepted streams never pile up.
     pub fn listener(&mut self) -> Result<MixnetListener> {
         self.handle
             .listener()
