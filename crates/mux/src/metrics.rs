@@ -27,6 +27,9 @@ pub struct StreamMetrics {
     pub forged_acks: u64,
     /// Reply SURBs attached to this stream's outbound messages.
     pub surbs_attached: u64,
+    /// SURB requests from the peer that asked for more than our policy grants (the
+    /// grant was capped at what the peer can use).
+    pub surb_requests_capped: u64,
     /// Times a write found no credit or send-buffer room and had to wait.
     pub credit_stalls: u64,
     /// Inbound frames refused because a buffer bound or budget was hit.

@@ -160,6 +160,8 @@ pub(crate) struct StreamState<A, T> {
     surbs_owed: u32,
     surbs_sent: u64,
     replies_seen: u64,
+    // Opener side: when we last granted a SURB request.
+    last_surb_grant: Option<Instant>,
     // Replier side: when we last asked for SURBs.
     last_surb_request: Option<Instant>,
 
@@ -274,6 +276,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             surbs_owed: 0,
             surbs_sent: 0,
             replies_seen: 0,
+            last_surb_grant: None,
             last_surb_request: None,
             keepalive_interval: cfg.keepalive_interval,
             keepalive_max_missed: cfg.keepalive_max_missed.max(1),
@@ -937,7 +940,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             self.wake_write = true;
         }
         if self.is_outbound() {
-            self.surbs_owed = u32::from(ack.surbs_wanted);
+            self.on_surb_request(ack.surbs_wanted, now);
         }
         if out.newly_acked_frames > 0 {
             self.wake_write = true;
@@ -1328,6 +1331,36 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         k
     }
 
+    /// Opener side: the replier asked for `wanted` more SURBs. What we grant is ours to
+    /// decide, never the peer's: at most what it could use to send us everything our
+    /// window lets it send plus its ack reserve, minus our estimate of the stock it
+    /// already holds, and a new grant at most once per round trip. So a hostile ack
+    /// asking for 65,535 costs a few messages, not thousands.
+    fn on_surb_request(&mut self, wanted: u16, now: Instant) {
+        let interval = self.rtt.srtt().unwrap_or(self.rtt.rto());
+        if self.last_surb_grant.is_some_and(|t| t + interval > now) {
+            return;
+        }
+        let ceiling = self.surb_ceiling();
+        let estimate = self.surbs_sent.saturating_sub(self.replies_seen);
+        let room = u64::from(ceiling).saturating_sub(estimate) as u32;
+        let grant = u32::from(wanted).min(room);
+        if grant < u32::from(wanted) {
+            self.metrics.surb_requests_capped += 1;
+        }
+        if grant > 0 {
+            self.last_surb_grant = Some(now);
+        }
+        self.surbs_owed = grant;
+    }
+
+    /// Most SURBs the peer can usefully hold for this stream: one per frame of the
+    /// receive window it may fill (frames of the largest payload) plus its ack reserve.
+    pub(crate) fn surb_ceiling(&self) -> u32 {
+        let frames = (self.window as usize).div_ceil(self.frame_payload) as u32;
+        frames + ACK_SURB_RESERVE + self.surb_target
+    }
+
     /// How many more SURBs we (the replier) ask the opener for.
     fn surb_request(&self, stock: Option<u32>) -> u16 {
         if self.is_outbound() {
@@ -1366,6 +1399,14 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     }
 
     fn finish(&mut self, payload: Bytes, surbs: u32) -> OutFrame {
+        // Every frame fits the packet it was sized for (retransmissions included), so
+        // the packets and SURBs counted per frame are the ones spent.
+        debug_assert!(
+            payload.len() <= lp_frame::HEADER_LEN + self.frame_payload,
+            "frame of {} bytes exceeds the {}-byte frame size",
+            payload.len(),
+            lp_frame::HEADER_LEN + self.frame_payload
+        );
         self.metrics.frames_sent += 1;
         self.metrics.surbs_attached += u64::from(surbs);
         OutFrame {
@@ -1498,8 +1539,6 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// Encodes a Data or Close frame, piggybacking a pending ack when both sides
     /// speak the extensions.
     fn encode_segment(&mut self, seq: Seq, seg: &Segment, stock: Option<u32>) -> Bytes {
-        let piggyback = self.extended() && self.ack_pending;
-        let ack = piggyback.then(|| self.build_ack(stock));
         let (t, body_len) = match seg {
             Segment::Data(b) => (MessageType::Data, b.len()),
             Segment::Fin(code) => (
@@ -1507,6 +1546,13 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 Close { error_code: *code }.encoded_len(),
             ),
         };
+        // Piggyback only what fits the packet the frame was sized for: a segment cut
+        // to a full frame (a retransmission, say) sends its ack separately instead of
+        // spilling into a second Sphinx packet.
+        let piggyback = self.extended()
+            && self.ack_pending
+            && body_len + self.ack_max_len() <= self.frame_payload;
+        let ack = piggyback.then(|| self.build_ack(stock));
         let ack_len = ack.as_ref().map_or(0, Ack::encoded_len);
         let mut hdr = self.header(t, seq.get());
         if ack.is_some() {

@@ -674,3 +674,50 @@ fn lost_window_update_is_repeated() {
     // ack), well before a keepalive interval.
     assert!(w.now - t0 < Duration::from_secs(30), "{:?}", w.now - t0);
 }
+
+/// A full-size frame resent while an ack is pending must not grow past one packet:
+/// the ack goes separately. (It once went piggybacked: a 1,596-byte frame, 2 packets
+/// and 2 SURBs counted as 1.)
+#[test]
+fn a_retransmission_with_an_ack_pending_stays_one_packet() {
+    // With the smallest window, a first small frame from B does not make A ack at
+    // once (that happens within a quarter window of the credit B believes in), so
+    // A's ack is still pending when B's SACK makes it resend its lost frame.
+    let small = MuxConfig::default().with_receive_window(64 * 1024);
+    let mut w = Wire::new(small, MuxConfig::default());
+    let (la, lb) = w.open_pair();
+    let data = pattern(20 * 1600, 3);
+    w.write_all(A, la, &data);
+    w.collect();
+    let mut sent = drain(&mut w);
+    let first = sent.iter().position(is_data).expect("A sent data frames");
+    sent.remove(first);
+    for p in sent {
+        w.deliver(p);
+    }
+    // B's reply carries a SACK showing the hole (the wire has no latency, so the
+    // lost frame is old enough to resend at once) and leaves A owing an ack.
+    w.write_all(B, lb, b"reply");
+    w.pump();
+    let first_frame_sends = w
+        .log
+        .iter()
+        .filter(|p| p.from == A && p.kind() == MessageType::Data && p.header().seq == 0)
+        .count();
+    assert_eq!(first_frame_sends, 2, "the lost first frame was resent");
+    let limit = lp_frame::HEADER_LEN + MuxConfig::default().max_frame_payload - 20;
+    for p in w.log.iter().filter(|p| p.from == A) {
+        assert!(
+            p.msg.payload.len() <= limit,
+            "A sent a {}-byte {:?} frame (limit {limit})",
+            p.msg.payload.len(),
+            p.kind()
+        );
+    }
+    let mut got = Vec::new();
+    w.run(MINUTE, &mut |w| {
+        w.read_available(B, lb, &mut got);
+        got.len() == data.len()
+    });
+    assert!(got == data);
+}

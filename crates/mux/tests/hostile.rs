@@ -358,3 +358,103 @@ fn backlog_entries_nobody_accepts_age_out_and_free_their_memory() {
     from_peer(&mut core, later, frame(500, MessageType::Open, 0, 1, b""));
     assert!(core.accept().is_some());
 }
+
+/// A listener that asks for 65,535 SURBs gets what our policy grants, not what it
+/// asks: one such ack once cost 2,048 messages carrying 32 SURBs each.
+#[test]
+fn a_peer_asking_for_65535_surbs_gets_only_what_our_policy_grants() {
+    let mut core = Core::<u8, u8>::new(MuxConfig::default());
+    let t0 = Instant::now();
+    let (local, id) = core.open(t0, PEER, None).unwrap();
+    let mut now = t0;
+    let mut messages = 0u64;
+    let mut surbs = 0u64;
+    let send_all = |core: &mut Core<u8, u8>, now: Instant, messages: &mut u64, surbs: &mut u64| {
+        while let Some(t) = core.poll_transmit(now, &|_| None) {
+            *messages += 1;
+            *surbs += u64::from(t.reply_surbs);
+        }
+    };
+    let reply = |core: &mut Core<u8, u8>, now: Instant, payload: Bytes| {
+        core.handle_inbound(
+            now,
+            Inbound {
+                payload,
+                sender_tag: None,
+            },
+        )
+    };
+    let greedy = || {
+        let mut body = Vec::new();
+        Ack::new(0, mux::INITIAL_CREDIT, u16::MAX).encode(&mut body);
+        frame(id.get(), MessageType::Ack, 0, 0, &body)
+    };
+    send_all(&mut core, now, &mut messages, &mut surbs);
+    let open_surbs = surbs;
+    reply(
+        &mut core,
+        now,
+        frame(
+            id.get(),
+            MessageType::OpenAck,
+            0,
+            lp_frame::ext::CAP_EXTENDED,
+            b"",
+        ),
+    );
+    assert!(core.established(local).unwrap());
+
+    // One greedy ack, then silence: what it costs us is bounded by the SURB ceiling
+    // (one receive window of frames plus reserves), a handful of messages.
+    reply(&mut core, now, greedy());
+    let before = messages;
+    for _ in 0..600 {
+        now += Duration::from_secs(1);
+        core.handle_timeout(now);
+        send_all(&mut core, now, &mut messages, &mut surbs);
+    }
+    let one_ack = surbs - open_surbs;
+    assert!(one_ack <= 200, "one ack cost {one_ack} SURBs");
+    assert!(
+        messages - before <= 12,
+        "one ack cost {} messages",
+        messages - before
+    );
+    assert!(core.stream_metrics(local).unwrap().surb_requests_capped > 0);
+
+    // A peer that acks ten times a second, always asking for everything, gets at most
+    // one SURB back per reply it sent (each used one of ours) plus the ceiling.
+    let mut core = Core::<u8, u8>::new(MuxConfig::default());
+    let (local, id2) = core.open(now, PEER, None).unwrap();
+    surbs = 0;
+    send_all(&mut core, now, &mut messages, &mut surbs);
+    let greedy2 = || {
+        let mut body = Vec::new();
+        Ack::new(0, mux::INITIAL_CREDIT, u16::MAX).encode(&mut body);
+        frame(id2.get(), MessageType::Ack, 0, 0, &body)
+    };
+    reply(
+        &mut core,
+        now,
+        frame(
+            id2.get(),
+            MessageType::OpenAck,
+            0,
+            lp_frame::ext::CAP_EXTENDED,
+            b"",
+        ),
+    );
+    let replies = 6000u64;
+    for _ in 0..replies {
+        now += Duration::from_millis(100);
+        reply(&mut core, now, greedy2());
+        core.handle_timeout(now);
+        send_all(&mut core, now, &mut messages, &mut surbs);
+    }
+    assert!(core.established(local).unwrap());
+    assert!(
+        surbs <= replies + 1 + 200,
+        "{surbs} SURBs for a peer that used at most {} of ours",
+        replies + 1
+    );
+}
