@@ -98,6 +98,11 @@ pub struct MuxConfig {
     /// return the bytes already received and then `Ok(0)`, writes fail. Keepalive
     /// pings do not count as data. Default: 30 min.
     pub idle_timeout: Duration,
+    /// How long a closing client (graceful `close`, the facade's `disconnect()`, or
+    /// every handle dropped) keeps its router running so that bytes already written
+    /// are acknowledged before the network is released. Default: 15 s (three initial
+    /// retransmission timeouts).
+    pub drain_timeout: Duration,
     /// Seed of the random generator that picks stream ids; `None` seeds from the OS
     /// (through the standard library's hasher keys). Default: `None`.
     pub id_seed: Option<u64>,
@@ -136,6 +141,7 @@ impl Default for MuxConfig {
             keepalive_interval: Duration::from_secs(60),
             keepalive_max_missed: 3,
             idle_timeout: Duration::from_secs(30 * 60),
+            drain_timeout: Duration::from_secs(15),
             id_seed: None,
         }
     }
@@ -217,6 +223,8 @@ setters! {
     with_keepalive_max_missed: keepalive_max_missed: u32;
     /// Sets [`MuxConfig::idle_timeout`].
     with_idle_timeout: idle_timeout: Duration;
+    /// Sets [`MuxConfig::drain_timeout`].
+    with_drain_timeout: drain_timeout: Duration;
     /// Sets [`MuxConfig::id_seed`].
     with_id_seed: id_seed: Option<u64>;
 }

@@ -387,6 +387,28 @@ where
         }
     }
 
+    /// The error a flush or shutdown of the stream reports: the write side was reset
+    /// or failed. `None` while it works, after a clean finish, or for a removed stream.
+    pub fn send_error(&self, local: LocalId) -> Option<io::Error> {
+        self.streams.get(&local).and_then(|s| s.send_error())
+    }
+
+    /// Whether every byte written to the stream and its FIN were acknowledged by the
+    /// peer; `Err` if the write side was reset or failed first.
+    pub fn send_finished(&self, local: LocalId) -> Result<bool, io::Error> {
+        match self.streams.get(&local) {
+            // Removed: it only leaves the table once its sending is over.
+            None => Ok(true),
+            Some(s) => s.send_finished(),
+        }
+    }
+
+    /// Bytes written to any stream that the peers have not acknowledged yet (unsent
+    /// ones included). Walks every stream: for draining at shutdown, not a hot path.
+    pub fn unacknowledged_bytes(&self) -> usize {
+        self.streams.values().map(|s| s.send_outstanding()).sum()
+    }
+
     /// Whether the idle timeout reaped the stream.
     pub fn is_reaped(&self, local: LocalId) -> bool {
         self.streams.get(&local).is_some_and(|s| s.is_reaped())

@@ -4,11 +4,13 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 
 use crate::config::MuxConfig;
 use crate::core::{Core, Event, LocalId, Transmit};
@@ -31,6 +33,16 @@ pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// How the application asked the client to close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CloseMode {
+    /// Stop now: undelivered bytes are lost.
+    Now,
+    /// Keep running until every written byte is acknowledged or `drain_timeout`
+    /// passed, then stop.
+    Drain,
+}
+
 /// State shared by the driver and every handle, behind one mutex.
 pub(crate) struct Inner<A, T> {
     pub(crate) core: Core<A, T>,
@@ -46,12 +58,55 @@ pub(crate) struct Inner<A, T> {
     pub(crate) listener_taken: bool,
     /// Set when the driver stopped (transport closed, failed, or `close()`).
     pub(crate) closed: Option<String>,
-    close_requested: bool,
+    close_requested: Option<CloseMode>,
+    /// While draining: when the driver stops even if bytes are still unacknowledged.
+    drain_until: Option<Instant>,
+    /// Tasks waiting for the driver to stop.
+    closed_wakers: Vec<Waker>,
 }
 
 /// The shared handle on a client's state.
 pub(crate) struct Shared<A, T> {
     inner: Mutex<Inner<A, T>>,
+    /// Live application handles of any kind (control handles, streams, halves, the
+    /// listener). When it drops to zero the driver drains and stops.
+    handles: AtomicUsize,
+    /// Wakes the driver when the last handle goes (without taking the lock, since a
+    /// handle may be dropped anywhere).
+    handles_gone: AtomicWaker,
+}
+
+/// An application handle's reference to the shared state: counted, so that the
+/// driver learns when the application holds none any more.
+pub(crate) struct SharedRef<A, T>(Arc<Shared<A, T>>);
+
+impl<A, T> SharedRef<A, T> {
+    pub(crate) fn new(shared: Arc<Shared<A, T>>) -> Self {
+        shared.handles.fetch_add(1, Ordering::AcqRel);
+        Self(shared)
+    }
+}
+
+impl<A, T> Clone for SharedRef<A, T> {
+    fn clone(&self) -> Self {
+        Self::new(self.0.clone())
+    }
+}
+
+impl<A, T> Drop for SharedRef<A, T> {
+    fn drop(&mut self) {
+        if self.0.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.handles_gone.wake();
+        }
+    }
+}
+
+impl<A, T> std::ops::Deref for SharedRef<A, T> {
+    type Target = Shared<A, T>;
+
+    fn deref(&self) -> &Shared<A, T> {
+        &self.0
+    }
 }
 
 impl<A, T> Shared<A, T> {
@@ -146,10 +201,21 @@ where
         Ok(())
     }
 
-    pub(crate) fn request_close(&mut self) {
-        self.close_requested = true;
+    /// Asks the driver to stop, at once or after draining. A request to stop now
+    /// overrides a drain in progress.
+    pub(crate) fn request_close(&mut self, mode: CloseMode) {
+        if self.close_requested != Some(CloseMode::Now) {
+            self.close_requested = Some(mode);
+        }
         if let Some(w) = self.driver_waker.take() {
             w.wake();
+        }
+    }
+
+    /// Registers a task waiting for the driver to stop.
+    pub(crate) fn register_closed(&mut self, w: &Waker) {
+        if !self.closed_wakers.iter().any(|o| o.will_wake(w)) {
+            self.closed_wakers.push(w.clone());
         }
     }
 
@@ -164,6 +230,9 @@ where
             w.wake();
         }
         for w in self.open_wakers.drain(..) {
+            w.wake();
+        }
+        for w in self.closed_wakers.drain(..) {
             w.wake();
         }
         for w in [
@@ -202,8 +271,12 @@ where
             plain_out: VecDeque::new(),
             listener_taken: false,
             closed: None,
-            close_requested: false,
+            close_requested: None,
+            drain_until: None,
+            closed_wakers: Vec::new(),
         }),
+        handles: AtomicUsize::new(0),
+        handles_gone: AtomicWaker::new(),
     })
 }
 
@@ -251,6 +324,7 @@ impl<Tr: Transport + Unpin> Future for Driver<Tr> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let shared = this.shared.clone();
+        shared.handles_gone.register(cx.waker());
         let mut inner = shared.lock();
         inner.driver_waker = Some(cx.waker().clone());
         if inner.closed.is_some() {
@@ -262,7 +336,7 @@ impl<Tr: Transport + Unpin> Future for Driver<Tr> {
         let mut rounds = 0;
         loop {
             rounds += 1;
-            if inner.close_requested {
+            if inner.close_requested == Some(CloseMode::Now) {
                 return this.finish(&mut inner, "the client was closed".into());
             }
             let now = now();
@@ -321,6 +395,26 @@ impl<Tr: Transport + Unpin> Future for Driver<Tr> {
             inner.dispatch();
             inner.driver_waker = driver_waker;
 
+            // Closing gracefully, or nobody holds a handle any more: stop once every
+            // written byte is acknowledged, or when the drain time is up.
+            let orphaned = shared.handles.load(Ordering::Acquire) == 0;
+            if orphaned || inner.close_requested == Some(CloseMode::Drain) {
+                let limit = inner.core.config().drain_timeout;
+                let until = *inner.drain_until.get_or_insert(now + limit);
+                let unacked = inner.core.unacknowledged_bytes();
+                if unacked == 0 || now >= until {
+                    let why = match (orphaned, unacked) {
+                        (true, 0) => "every handle was dropped".to_string(),
+                        (false, 0) => "the client was closed".to_string(),
+                        (_, n) => format!(
+                            "the client was closed with {n} bytes still unacknowledged \
+                             after draining for {limit:?}"
+                        ),
+                    };
+                    return this.finish(&mut inner, why);
+                }
+            }
+
             if handled == INBOUND_BATCH || sent == OUTBOUND_BATCH {
                 // More may be waiting: let other tasks run first.
                 cx.waker().wake_by_ref();
@@ -328,7 +422,11 @@ impl<Tr: Transport + Unpin> Future for Driver<Tr> {
             }
 
             // 5. Arm the timer for the next deadline.
-            match inner.core.poll_timeout() {
+            let deadline = match (inner.core.poll_timeout(), inner.drain_until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            match deadline {
                 Some(deadline) => {
                     if this.armed != Some(deadline) {
                         this.armed = Some(deadline);

@@ -5,7 +5,6 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -14,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::config::MuxConfig;
 use crate::core::{LocalId, Read, Write};
-use crate::driver::{now, plain_transmit, Driver, PlainMessage, Shared};
+use crate::driver::{now, plain_transmit, CloseMode, Driver, Inner, PlainMessage, SharedRef};
 use crate::error::OpenError;
 use crate::metrics::{ClientMetrics, StreamMetrics};
 use crate::transport::{Destination, Transport};
@@ -31,7 +30,13 @@ pub fn new<Tr: Transport + Unpin>(
 ) -> (MuxHandle<Tr::Address, Tr::SenderTag>, Driver<Tr>) {
     let local = transport.local_address();
     let (driver, shared) = Driver::new(transport, cfg);
-    (MuxHandle { shared, local }, driver)
+    (
+        MuxHandle {
+            shared: SharedRef::new(shared),
+            local,
+        },
+        driver,
+    )
 }
 
 /// Starts a multiplexer and spawns its router task on the current tokio runtime.
@@ -58,7 +63,7 @@ fn closed_error(why: &str) -> io::Error {
 /// The control handle of one client's multiplexer: open streams, take the listener,
 /// send and receive plain messages. Cheap to clone.
 pub struct MuxHandle<A, T> {
-    shared: Arc<Shared<A, T>>,
+    shared: SharedRef<A, T>,
     local: A,
 }
 
@@ -189,15 +194,43 @@ impl<A: Key, T: Key> MuxHandle<A, T> {
         self.shared.lock().closed.is_some()
     }
 
-    /// Stops the router task: every stream's reads and writes fail afterwards.
+    /// Stops the router task at once: every stream's reads and writes fail afterwards
+    /// and bytes not yet delivered are lost. See [`MuxHandle::close_gracefully`].
     pub fn close(&self) {
-        self.shared.lock().request_close();
+        self.shared.lock().request_close(CloseMode::Now);
+    }
+
+    /// Stops the router task once every byte written to any stream was acknowledged
+    /// by its peer, or when [`MuxConfig::drain_timeout`] has passed, whichever comes
+    /// first. Streams keep working meanwhile. Wait for the end with
+    /// [`MuxHandle::closed`]. Dropping every handle of a client does the same.
+    pub fn close_gracefully(&self) {
+        self.shared.lock().request_close(CloseMode::Drain);
+    }
+
+    /// Waits until the router task has stopped (after [`MuxHandle::close`],
+    /// [`MuxHandle::close_gracefully`], or because the network closed).
+    pub async fn closed(&self) {
+        poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            if inner.closed.is_some() {
+                return Poll::Ready(());
+            }
+            inner.register_closed(cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Why the router task stopped, once it has.
+    pub fn close_reason(&self) -> Option<String> {
+        self.shared.lock().closed.clone()
     }
 }
 
 /// Accepts streams peers open to us. Also a `futures_core::Stream` of streams.
 pub struct MuxListener<A: Key, T: Key> {
-    shared: Arc<Shared<A, T>>,
+    shared: SharedRef<A, T>,
 }
 
 impl<A: Key, T: Key> MuxListener<A, T> {
@@ -242,7 +275,7 @@ impl<A: Key, T: Key> futures_core::Stream for MuxListener<A, T> {
 
 /// What every stream handle (whole or half) holds.
 struct Half<A, T> {
-    shared: Arc<Shared<A, T>>,
+    shared: SharedRef<A, T>,
     local: LocalId,
     id: StreamId,
 }
@@ -307,18 +340,55 @@ impl<A: Key, T: Key> Half<A, T> {
         res
     }
 
+    /// Hands buffered bytes to the router now. Fails when the stream was reset or
+    /// failed (its bytes will not be delivered) or the client is closed.
     fn poll_flush(&self) -> Poll<io::Result<()>> {
         let mut inner = self.shared.lock();
         inner.core.flush(now(), self.local);
+        let res = self.write_side_status(&inner);
         inner.dispatch();
-        Poll::Ready(Ok(()))
+        Poll::Ready(res)
     }
 
+    /// Queues the FIN after the buffered bytes. Fails like [`Half::poll_flush`].
     fn poll_shutdown(&self) -> Poll<io::Result<()>> {
         let mut inner = self.shared.lock();
         inner.core.shutdown(now(), self.local);
+        let res = self.write_side_status(&inner);
         inner.dispatch();
-        Poll::Ready(Ok(()))
+        Poll::Ready(res)
+    }
+
+    fn write_side_status(&self, inner: &Inner<A, T>) -> io::Result<()> {
+        if let Some(e) = inner.core.send_error(self.local) {
+            return Err(e);
+        }
+        // Bytes still to send cannot go anywhere once the router stopped.
+        match &inner.closed {
+            Some(why) if !matches!(inner.core.send_finished(self.local), Ok(true)) => {
+                Err(closed_error(why))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits until every written byte and the FIN were acknowledged by the peer.
+    async fn finished(&self) -> io::Result<()> {
+        poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            match inner.core.send_finished(self.local) {
+                Ok(true) => Poll::Ready(Ok(())),
+                Err(e) => Poll::Ready(Err(e)),
+                Ok(false) => match &inner.closed {
+                    Some(why) => Poll::Ready(Err(closed_error(why))),
+                    None => {
+                        inner.register_write(self.local, cx.waker());
+                        Poll::Pending
+                    }
+                },
+            }
+        })
+        .await
     }
 
     fn reset(&self, code: u32) {
@@ -384,7 +454,7 @@ pub struct MuxStream<A: Key, T: Key> {
 }
 
 impl<A: Key, T: Key> MuxStream<A, T> {
-    fn new(shared: Arc<Shared<A, T>>, local: LocalId, id: StreamId) -> Self {
+    fn new(shared: SharedRef<A, T>, local: LocalId, id: StreamId) -> Self {
         Self {
             half: Half { shared, local, id },
             released: false,
@@ -404,6 +474,15 @@ impl<A: Key, T: Key> MuxStream<A, T> {
     /// One chunk of bytes as it arrived; `Ok(None)` at EOF.
     pub async fn recv(&mut self) -> io::Result<Option<Bytes>> {
         poll_fn(|cx| self.half.poll_recv(cx)).await
+    }
+
+    /// Waits until every byte written and the FIN (so call `shutdown()` first) were
+    /// acknowledged by the peer: then they are in its receive buffer, whatever
+    /// happens to this side afterwards. Fails if the stream was reset, timed out, or
+    /// the client closed first. With a reference-format peer, which never
+    /// acknowledges, it returns once everything was sent.
+    pub async fn closed(&self) -> io::Result<()> {
+        self.half.finished().await
     }
 
     /// Sends every write at once (`true`) instead of coalescing small writes.
@@ -541,6 +620,12 @@ impl<A: Key, T: Key> OwnedWriteHalf<A, T> {
     /// Aborts the whole stream with a reason code.
     pub fn reset(&self, code: u32) {
         self.half.reset(code);
+    }
+
+    /// Waits until every byte written and the FIN were acknowledged by the peer; see
+    /// [`MuxStream::closed`].
+    pub async fn closed(&self) -> io::Result<()> {
+        self.half.finished().await
     }
 }
 

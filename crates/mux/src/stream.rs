@@ -131,6 +131,8 @@ pub(crate) struct StreamState<A, T> {
     abort_code: Option<u32>,
     fin_seq: Option<Seq>,
     write_done: bool,
+    /// Every written byte and the FIN were acknowledged (or, to a reference peer, sent).
+    all_acked: bool,
 
     // Receive direction.
     reorder: ReorderBuffer<Segment>,
@@ -257,6 +259,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             abort_code: None,
             fin_seq: None,
             write_done: false,
+            all_acked: false,
             reorder: ReorderBuffer::new(Seq::new(0), reorder_cfg),
             recv_queue: VecDeque::new(),
             recv_queued: 0,
@@ -414,9 +417,15 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         self.nodelay = nodelay;
     }
 
-    pub(crate) fn write(&mut self, data: &[u8], now: Instant) -> WriteOutcome {
+    /// The error the write side reports once it was reset or failed; `None` while it
+    /// works or after it finished cleanly.
+    pub(crate) fn send_error(&self) -> Option<io::Error> {
+        if self.all_acked {
+            // Everything arrived: a later reset or failure lost nothing we wrote.
+            return None;
+        }
         if let Some(r) = self.reset {
-            return WriteOutcome::Failed(if r.by_peer {
+            return Some(if r.by_peer {
                 StreamError::io(
                     io::ErrorKind::BrokenPipe,
                     Some(r.code),
@@ -429,8 +438,27 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 reset_error(r, "writing")
             });
         }
-        if let Some((kind, msg)) = &self.write_error {
-            return WriteOutcome::Failed(StreamError::io(*kind, None, msg.clone()));
+        self.write_error
+            .as_ref()
+            .map(|(kind, msg)| StreamError::io(*kind, None, msg.clone()))
+    }
+
+    /// Whether every written byte and the FIN were acknowledged by the peer (for a
+    /// reference peer, which never acknowledges: sent). `Err` when the write side was
+    /// reset or failed first.
+    pub(crate) fn send_finished(&self) -> Result<bool, io::Error> {
+        if self.all_acked {
+            return Ok(true);
+        }
+        match self.send_error() {
+            Some(e) => Err(e),
+            None => Ok(false),
+        }
+    }
+
+    pub(crate) fn write(&mut self, data: &[u8], now: Instant) -> WriteOutcome {
+        if let Some(e) = self.send_error() {
+            return WriteOutcome::Failed(e);
         }
         if self.shutdown_requested || self.fin_seq.is_some() {
             return WriteOutcome::Failed(StreamError::io(
@@ -646,7 +674,11 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             self.replies_seen += 1;
         }
         let before = self.inbound_bytes() as isize;
-        if self.reset.is_some() || self.reaped {
+        if self.reaped && self.reset.is_none() {
+            self.on_frame_after_reap(header);
+            return 0;
+        }
+        if self.reset.is_some() {
             return 0;
         }
         match header.msg_type {
@@ -706,7 +738,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             MessageType::Reset => {
                 if self.local_extended {
                     match Reset::parse(&payload) {
-                        Ok(r) if r.code == reset_code::IDLE_TIMEOUT => self.reap_quietly(),
+                        Ok(r) if r.code == reset_code::IDLE_TIMEOUT => self.reap_quietly(true),
                         Ok(r) => self.on_peer_reset(r.code),
                         Err(_) => {}
                     }
@@ -722,6 +754,31 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             }
         }
         self.inbound_bytes() as isize - before
+    }
+
+    /// A frame for a stream we reaped as idle. New data means the peer wrote while our
+    /// reap was on its way: the clean EOF we gave becomes an error (those bytes are
+    /// discarded), and the peer hears the reap again in case our `Reset` was lost.
+    fn on_frame_after_reap(&mut self, header: &StreamHeader) {
+        let new_data = matches!(header.msg_type, MessageType::Data | MessageType::Close)
+            && !Seq::new(header.seq).is_before(self.reorder.next_expected());
+        if !new_data {
+            return;
+        }
+        if self.read_end == Some(ReadEnd::Eof) {
+            self.read_end = Some(ReadEnd::Failed(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "stream {}: reaped as idle while the peer was still writing; \
+                     the bytes it sent after the reap were discarded",
+                    self.id
+                ),
+            ));
+            self.wake_read = true;
+        }
+        if self.extended() {
+            self.need_reset = Some(reset_code::IDLE_TIMEOUT);
+        }
     }
 
     fn on_open_ack(&mut self, reserved: u8, _now: Instant) {
@@ -933,6 +990,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             }
         }
         if out.newly_acked_frames > 0 {
+            // Progress: the stream is not idle.
+            self.last_data = now;
             self.continue_recovery();
         }
         if ack.max_data > self.peer_max_data {
@@ -949,6 +1008,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             if self.send_buf.is_empty() && !self.write_done {
                 tracing::trace!(fin = fin.get(), "final frame acknowledged");
                 self.write_done = true;
+                self.all_acked = true;
             }
         }
     }
@@ -1145,8 +1205,26 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     }
 
     /// When the idle timeout reaps the stream (`None`: never, for huge timeouts).
+    ///
+    /// A stream that still holds bytes (or a FIN) to send or to have acknowledged is
+    /// not idle, however long the acks take: its retransmission limit and keepalive
+    /// end it if the peer is gone. Acknowledgements that make progress restart the
+    /// idle clock.
     fn idle_deadline(&self) -> Option<Instant> {
+        if self.send_outstanding() > 0 {
+            return None;
+        }
         self.last_data.checked_add(self.idle_timeout)
+    }
+
+    /// Bytes written but not yet acknowledged by the peer (unsent ones included), plus
+    /// one for a FIN not yet acknowledged. Zero once everything arrived.
+    pub(crate) fn send_outstanding(&self) -> usize {
+        let fin = usize::from(self.shutdown_requested && !self.write_done);
+        if !self.reliable() {
+            return self.pending.len();
+        }
+        self.pending.len() + self.send_buf.unacked_bytes() + fin
     }
 
     /// Whether the idle timeout reaped this stream.
@@ -1163,13 +1241,30 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.extended() {
             self.need_reset = Some(reset_code::IDLE_TIMEOUT);
         }
-        self.reap_quietly();
+        self.reap_quietly(false);
     }
 
     /// Ends the stream as reaped without telling the peer (it told us, or it will
     /// reap on its own).
-    fn reap_quietly(&mut self) {
+    fn reap_quietly(&mut self, by_peer: bool) {
         self.reaped = true;
+        let unacked = self.send_outstanding();
+        if unacked > 0 {
+            // Bytes we wrote may not have arrived: never let that look like a clean end.
+            let who = if by_peer { "the peer" } else { "we" };
+            let msg = format!(
+                "stream {}: {who} reaped the stream as idle while {unacked} written bytes were \
+                 not yet acknowledged; they may not have arrived; open a new stream and resend",
+                self.id
+            );
+            self.write_error = Some((io::ErrorKind::TimedOut, msg.clone()));
+            if self.read_end.is_none() {
+                self.read_end = Some(ReadEnd::Failed(io::ErrorKind::TimedOut, msg));
+            }
+            self.abandon_send();
+            self.wake_all();
+            return;
+        }
         if self.read_end.is_none() {
             // Ok(0) as the reference does, unless bytes are known to be missing (a gap
             // in the reorder buffer): then end with an error, never a silent cut.
@@ -1511,6 +1606,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             if !self.local_extended || self.peer_kind == PeerKind::Legacy {
                 // A reference peer has no FIN: the write side simply ends.
                 self.write_done = true;
+                self.all_acked = true;
                 self.fin_seq = Some(self.send_buf.next_seq());
                 return None;
             }

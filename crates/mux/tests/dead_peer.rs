@@ -183,3 +183,88 @@ fn a_driver_whose_open_is_never_answered_keeps_working() {
         drop(stream);
     });
 }
+
+/// A black hole that records when it is dropped (the driver released it).
+struct Tracked {
+    hole: BlackHole,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.dropped
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Transport for Tracked {
+    type Address = u8;
+    type SenderTag = u8;
+
+    fn local_address(&self) -> u8 {
+        self.hole.local_address()
+    }
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        self.hole.poll_ready(cx)
+    }
+
+    fn send(
+        &mut self,
+        to: Destination<u8, u8>,
+        payload: Bytes,
+        reply_surbs: u32,
+    ) -> Result<(), TransportError> {
+        self.hole.send(to, payload, reply_surbs)
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound<u8>>> {
+        self.hole.poll_recv(cx)
+    }
+}
+
+fn tracked() -> (Tracked, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let t = Tracked {
+        hole: BlackHole {
+            sent: Default::default(),
+        },
+        dropped: dropped.clone(),
+    };
+    (t, dropped)
+}
+
+/// When the application drops every handle of a client, the driver stops and
+/// releases the transport: at once when nothing is left to deliver, after the drain
+/// timeout when bytes are still unacknowledged (here: by a peer that is gone).
+#[tokio::test(start_paused = true)]
+async fn dropping_every_handle_stops_the_driver_after_draining() {
+    use std::sync::atomic::Ordering;
+    use tokio::io::AsyncWriteExt;
+
+    let (t, dropped) = tracked();
+    let handle = mux::spawn(t, MuxConfig::default());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    drop(handle);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(
+        dropped.load(Ordering::Acquire),
+        "an idle client was not released"
+    );
+
+    let drain = Duration::from_secs(5);
+    let (t, dropped) = tracked();
+    let handle = mux::spawn(t, MuxConfig::default().with_drain_timeout(drain));
+    let mut s = handle.open_stream(2, None).unwrap();
+    s.write_all(b"nobody will acknowledge this").await.unwrap();
+    s.shutdown().await.unwrap();
+    drop(s);
+    drop(handle);
+    tokio::time::sleep(drain - Duration::from_secs(1)).await;
+    assert!(!dropped.load(Ordering::Acquire), "stopped before draining");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        dropped.load(Ordering::Acquire),
+        "the driver outlived its handles"
+    );
+}

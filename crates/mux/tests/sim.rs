@@ -177,7 +177,7 @@ async fn reset_through_driver(opener_resets: bool) {
     inc.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"hello");
     let code = 0x4242;
-    let (resetter, mut victim) = if opener_resets {
+    let (mut resetter, mut victim) = if opener_resets {
         (out, inc)
     } else {
         (inc, out)
@@ -189,6 +189,15 @@ async fn reset_through_driver(opener_resets: bool) {
     let err = victim.write_all(b"more").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BrokenPipe, "{err}");
     assert_eq!(mux::reset_code(&err), Some(code));
+    // Flush, shutdown and `closed` report the reset too: nothing more will arrive.
+    let err = victim.flush().await.unwrap_err();
+    assert_eq!(mux::reset_code(&err), Some(code), "{err}");
+    let err = victim.shutdown().await.unwrap_err();
+    assert_eq!(mux::reset_code(&err), Some(code), "{err}");
+    let err = victim.closed().await.unwrap_err();
+    assert_eq!(mux::reset_code(&err), Some(code), "{err}");
+    let err = resetter.flush().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionAborted, "{err}");
     drop((resetter, victim));
     // Both streams leave the tables once the handles are gone.
     tokio::time::sleep(Duration::from_secs(120)).await;
@@ -263,4 +272,34 @@ async fn reader_that_never_reads_blocks_the_writer_within_the_window() {
     let got = reader.await.unwrap();
     assert!(got == data);
     assert!(b.metrics().inbound_bytes <= u64::from(window));
+}
+
+/// `closed()` returns once every written byte and the FIN were acknowledged, which
+/// `shutdown()` alone does not tell.
+#[tokio::test(start_paused = true)]
+async fn closed_waits_for_the_peer_to_acknowledge_everything() {
+    let (_net, a, b) = pair(SimConfig::realistic().with_seed(41), MuxConfig::default());
+    let mut listener = b.listener().unwrap();
+    let data = pattern(100_000, 41);
+    let mut out = a.open_stream(b.local_address(), None).unwrap();
+    out.write_all(&data).await.unwrap();
+    out.shutdown().await.unwrap();
+    let sent_at = tokio::time::Instant::now();
+    let reader = tokio::spawn(async move {
+        let mut inc = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        inc.read_to_end(&mut got).await.unwrap();
+        (got, tokio::time::Instant::now(), inc, listener)
+    });
+    out.closed().await.unwrap();
+    let acked_at = tokio::time::Instant::now();
+    let (got, eof_at, _inc, _listener) = reader.await.unwrap();
+    assert!(got == data);
+    // The ack of the FIN comes back after the reader saw EOF; shutdown returned at once.
+    assert!(
+        acked_at >= eof_at,
+        "closed() returned before the peer had everything"
+    );
+    assert!(acked_at > sent_at);
+    assert!(out.metrics().bytes_written == data.len() as u64);
 }

@@ -424,3 +424,30 @@ fn an_unanswered_open_times_out_and_the_client_keeps_working() {
         drop(dead);
     });
 }
+
+/// `disconnect()` right after writing does not throw the written bytes away: it
+/// drains (the peer acknowledges everything) before the client leaves.
+#[tokio::test(start_paused = true)]
+async fn disconnect_delivers_what_was_written_first() {
+    let net = realistic(32);
+    let mut server = client(&net, 1).await;
+    let mut listener = server.listener().expect("first listener");
+    let mut alice = client(&net, 2).await;
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let mut stream = alice
+        .open_stream(*server.nym_address(), None)
+        .await
+        .expect("opens");
+    stream.write_all(&data).await.expect("writes");
+    stream.shutdown().await.expect("shuts down");
+    let started = Instant::now();
+    alice.disconnect().await;
+    let drained = started.elapsed();
+    let mut inc = listener.accept().await.expect("a stream");
+    let mut got = Vec::new();
+    inc.read_to_end(&mut got).await.expect("reads to EOF");
+    assert_eq!(got.len(), data.len());
+    assert!(got == data);
+    assert!(drained > Duration::ZERO, "disconnect did not wait at all");
+    drop(stream);
+}

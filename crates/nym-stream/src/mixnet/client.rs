@@ -322,23 +322,19 @@ impl MixnetClient {
         self.handle.is_closed()
     }
 
-    /// Leaves the network: the router task stops, the listener's `accept` returns `None`,
-    /// and every stream's reads and writes fail from now on. Bytes not yet delivered are
-    /// lost, so finish streams first (for example: shut down and read to EOF).
+    /// Leaves the network. First it drains: the router keeps running until every byte
+    /// written to any stream was acknowledged by its peer, for at most the drain
+    /// timeout (`MuxConfig::drain_timeout`, 15 s by default; a peer that is gone
+    /// cannot acknowledge). Then the router stops, the listener's `accept` returns
+    /// `None`, and every stream's reads and writes fail from now on.
     ///
     /// On the real Nym network this also shuts the nym-sdk client down (its own
     /// `disconnect()`, which can take a few seconds), when this client owns it.
     // `mut` is used only with the `nym` feature.
     #[cfg_attr(not(feature = "nym"), allow(unused_mut))]
     pub async fn disconnect(mut self) {
-        self.handle.close();
-        // Give the router task a chance to observe the request before we return.
-        for _ in 0..64 {
-            if self.handle.is_closed() {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
+        self.handle.close_gracefully();
+        self.handle.closed().await;
         #[cfg(feature = "nym")]
         if let Some(nym) = self.nym_client.take().and_then(|shared| shared.take()) {
             nym.disconnect().await;
@@ -347,11 +343,12 @@ impl MixnetClient {
 }
 
 impl Drop for MixnetClient {
-    /// Dropping the client disconnects it (without a runtime: only state changes). An
-    /// owned nym-sdk client is shut down in a background task when a runtime is at hand;
-    /// call [`disconnect`](Self::disconnect) to wait for that instead.
+    /// Dropping the client disconnects it like [`disconnect`](Self::disconnect),
+    /// draining first, but without waiting (and without needing a runtime: only state
+    /// changes; the router task does the rest). An owned nym-sdk client is shut down in
+    /// a background task when a runtime is at hand; call `disconnect` to wait for that.
     fn drop(&mut self) {
-        self.handle.close();
+        self.handle.close_gracefully();
         #[cfg(feature = "nym")]
         if let Some(shared) = self.nym_client.take() {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {

@@ -56,6 +56,15 @@ impl MixnetStream {
         self.inner.recv().await
     }
 
+    /// Waits until every byte written and the end of stream were acknowledged by the
+    /// peer, so call `shutdown()` first. Then the bytes are in the peer's receive
+    /// buffer, whatever happens to this side next. Fails if the stream was reset or
+    /// timed out, or the client disconnected, before that. `shutdown()` itself only
+    /// queues the end of stream; this is how to know it arrived.
+    pub async fn closed(&self) -> io::Result<()> {
+        self.inner.closed().await
+    }
+
     /// `true` sends every write at once; `false` (the client's default unless configured
     /// otherwise) coalesces small writes into packet-sized frames for a few milliseconds.
     pub fn set_nodelay(&self, nodelay: bool) {
@@ -164,6 +173,12 @@ impl OwnedWriteHalf {
     /// Aborts the whole stream with a reason code (see [`MixnetStream::reset`]).
     pub fn reset(&self, code: u32) {
         self.inner.reset(code);
+    }
+
+    /// Waits until every written byte and the end of stream were acknowledged (see
+    /// [`MixnetStream::closed`]).
+    pub async fn closed(&self) -> io::Result<()> {
+        self.inner.closed().await
     }
 }
 
