@@ -69,7 +69,10 @@ pub struct MuxConfig {
     pub max_inbound_streams: usize,
     /// Maximum number of stream ids for which data arrived before its `Open`. Default: 64.
     pub max_orphan_streams: usize,
-    /// Maximum frames held per orphan stream id. Default: 32.
+    /// Maximum frames held per orphan stream id. Default: 64, enough for the whole
+    /// initial credit (64 KiB, about 42 full frames, plus the FIN) that a sender may
+    /// send before its `Open` is answered. Held bytes per id are also bounded by that
+    /// credit plus one frame, whatever this says.
     pub max_orphan_frames: usize,
     /// How long orphan data waits for its `Open` before it is discarded. Default: 60 s.
     pub orphan_ttl: Duration,
@@ -130,7 +133,7 @@ impl Default for MuxConfig {
             accept_timeout: Duration::from_secs(60),
             max_inbound_streams: 4096,
             max_orphan_streams: 64,
-            max_orphan_frames: 32,
+            max_orphan_frames: 64,
             orphan_ttl: Duration::from_secs(60),
             initial_surbs: 10,
             surbs_per_message: 0,

@@ -167,6 +167,7 @@ where
         let orphans = Orphans::new(
             cfg.max_orphan_streams,
             cfg.max_orphan_frames,
+            crate::stream::INITIAL_CREDIT as usize + cfg.frame_payload(),
             cfg.orphan_ttl,
         );
         Self {

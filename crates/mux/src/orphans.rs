@@ -17,6 +17,7 @@ pub(crate) struct HeldFrame {
 struct Entry {
     first_seen: Instant,
     frames: Vec<HeldFrame>,
+    bytes: usize,
 }
 
 /// What happened to a frame offered to the orphan store.
@@ -33,16 +34,25 @@ pub(crate) struct Orphans<T> {
     entries: HashMap<(T, StreamId), Entry>,
     max_streams: usize,
     max_frames: usize,
+    /// Most payload bytes held per stream: what a sender may send before our first
+    /// ack (its initial credit) plus one frame of slack.
+    max_bytes_per_stream: usize,
     ttl: Duration,
     bytes: usize,
 }
 
 impl<T: Copy + Eq + Hash> Orphans<T> {
-    pub(crate) fn new(max_streams: usize, max_frames: usize, ttl: Duration) -> Self {
+    pub(crate) fn new(
+        max_streams: usize,
+        max_frames: usize,
+        max_bytes_per_stream: usize,
+        ttl: Duration,
+    ) -> Self {
         Self {
             entries: HashMap::new(),
             max_streams,
             max_frames,
+            max_bytes_per_stream,
             ttl,
             bytes: 0,
         }
@@ -74,10 +84,14 @@ impl<T: Copy + Eq + Hash> Orphans<T> {
         let entry = self.entries.entry(key).or_insert_with(|| Entry {
             first_seen: now,
             frames: Vec::new(),
+            bytes: 0,
         });
-        if entry.frames.len() >= self.max_frames {
+        if entry.frames.len() >= self.max_frames
+            || entry.bytes + payload.len() > self.max_bytes_per_stream
+        {
             return HoldOutcome::Dropped;
         }
+        entry.bytes += payload.len();
         self.bytes += payload.len();
         entry.frames.push(HeldFrame { header, payload });
         HoldOutcome::Held
@@ -87,7 +101,7 @@ impl<T: Copy + Eq + Hash> Orphans<T> {
     pub(crate) fn take(&mut self, key: &(T, StreamId)) -> Vec<HeldFrame> {
         match self.entries.remove(key) {
             Some(e) => {
-                self.bytes -= e.frames.iter().map(|f| f.payload.len()).sum::<usize>();
+                self.bytes -= e.bytes;
                 e.frames
             }
             None => Vec::new(),
@@ -103,7 +117,7 @@ impl<T: Copy + Eq + Hash> Orphans<T> {
             let keep = e.first_seen + ttl > now;
             if !keep {
                 dropped += e.frames.len();
-                freed += e.frames.iter().map(|f| f.payload.len()).sum::<usize>();
+                freed += e.bytes;
             }
             keep
         });
@@ -135,7 +149,7 @@ mod tests {
     #[test]
     fn bounds_on_streams_frames_and_age() {
         let t0 = Instant::now();
-        let mut o = Orphans::<u8>::new(2, 3, Duration::from_secs(10));
+        let mut o = Orphans::<u8>::new(2, 3, 1 << 20, Duration::from_secs(10));
         let p = Bytes::from_static(b"abc");
         for seq in 0..3 {
             assert_eq!(
@@ -173,5 +187,23 @@ mod tests {
         );
         assert_eq!(o.take(&(1, StreamId::new(3))).len(), 1);
         assert_eq!(o.bytes(), 0);
+    }
+
+    #[test]
+    fn bytes_per_stream_are_bounded() {
+        let t0 = Instant::now();
+        let mut o = Orphans::<u8>::new(4, 100, 10, Duration::from_secs(10));
+        let p = Bytes::from_static(b"abcd");
+        let key = (1, StreamId::new(1));
+        assert_eq!(o.hold(key, hdr(1, 0), p.clone(), t0, 1 << 20), HoldOutcome::Held);
+        assert_eq!(o.hold(key, hdr(1, 1), p.clone(), t0, 1 << 20), HoldOutcome::Held);
+        // 12 bytes would exceed the 10-byte bound.
+        assert_eq!(o.hold(key, hdr(1, 2), p.clone(), t0, 1 << 20), HoldOutcome::Dropped);
+        assert_eq!(o.bytes(), 8);
+        // Another stream has its own bound.
+        let other = (1, StreamId::new(2));
+        assert_eq!(o.hold(other, hdr(2, 0), p, t0, 1 << 20), HoldOutcome::Held);
+        assert_eq!(o.take(&key).len(), 2);
+        assert_eq!(o.bytes(), 4);
     }
 }

@@ -721,3 +721,43 @@ fn a_retransmission_with_an_ack_pending_stays_one_packet() {
     });
     assert!(got == data);
 }
+
+/// Everything a stream may send before its `OpenAck` (the initial credit, ~42 full
+/// frames) is held when the `Open` is lost, so the lost `Open` costs one resend of
+/// the `Open` and no data retransmission.
+#[test]
+fn zero_rtt_data_of_a_whole_initial_credit_survives_a_lost_open() {
+    let mut w = Wire::default_pair();
+    let now = w.now;
+    let (la, _) = w.a.open(now, B, None).unwrap();
+    let data = pattern(mux::INITIAL_CREDIT as usize, 11);
+    w.write_all(A, la, &data);
+    w.shutdown(A, la);
+    let mut first_open = true;
+    let mut got = Vec::new();
+    let mut lb = None;
+    let done = w.run_with(
+        MINUTE,
+        &mut |p| {
+            if p.kind() == MessageType::Open && std::mem::take(&mut first_open) {
+                Fate::Drop
+            } else {
+                Fate::Deliver
+            }
+        },
+        &mut |w| {
+            if lb.is_none() {
+                lb = w.b.accept().map(|(l, _)| l);
+            }
+            match lb {
+                Some(l) => matches!(w.read_available(B, l, &mut got), Read::Eof),
+                None => false,
+            }
+        },
+    );
+    assert!(done, "got {} bytes", got.len());
+    assert!(got == data);
+    assert_eq!(w.sent(A, MessageType::Open), 2);
+    assert_eq!(w.b.metrics().orphan_frames_dropped, 0);
+    assert_eq!(w.a.stream_metrics(la).unwrap().retransmits, 0);
+}
