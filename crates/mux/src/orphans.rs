@@ -195,10 +195,19 @@ mod tests {
         let mut o = Orphans::<u8>::new(4, 100, 10, Duration::from_secs(10));
         let p = Bytes::from_static(b"abcd");
         let key = (1, StreamId::new(1));
-        assert_eq!(o.hold(key, hdr(1, 0), p.clone(), t0, 1 << 20), HoldOutcome::Held);
-        assert_eq!(o.hold(key, hdr(1, 1), p.clone(), t0, 1 << 20), HoldOutcome::Held);
+        assert_eq!(
+            o.hold(key, hdr(1, 0), p.clone(), t0, 1 << 20),
+            HoldOutcome::Held
+        );
+        assert_eq!(
+            o.hold(key, hdr(1, 1), p.clone(), t0, 1 << 20),
+            HoldOutcome::Held
+        );
         // 12 bytes would exceed the 10-byte bound.
-        assert_eq!(o.hold(key, hdr(1, 2), p.clone(), t0, 1 << 20), HoldOutcome::Dropped);
+        assert_eq!(
+            o.hold(key, hdr(1, 2), p.clone(), t0, 1 << 20),
+            HoldOutcome::Dropped
+        );
         assert_eq!(o.bytes(), 8);
         // Another stream has its own bound.
         let other = (1, StreamId::new(2));

@@ -155,6 +155,9 @@ pub(crate) struct StreamState<A, T> {
     // Abort.
     reset: Option<ResetInfo>,
     need_reset: Option<u32>,
+    /// A local reset made before the peer showed its capability: sent only if its
+    /// `OpenAck` shows the extension.
+    deferred_reset: Option<u32>,
     write_error: Option<(io::ErrorKind, String)>,
 
     // Surb policy, opener side: SURBs the replier asked for and not sent yet, SURBs
@@ -275,6 +278,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             need_pong: None,
             reset: None,
             need_reset: None,
+            deferred_reset: None,
             write_error: None,
             surbs_owed: 0,
             surbs_sent: 0,
@@ -524,8 +528,15 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             by_peer: false,
             code,
         });
-        if self.local_extended && self.peer_kind != PeerKind::Legacy {
-            self.need_reset = Some(code);
+        match self.peer_kind {
+            _ if !self.local_extended => {}
+            PeerKind::Extended => self.need_reset = Some(code),
+            PeerKind::Legacy => {}
+            // The Open never left: the peer knows nothing, so it is told nothing.
+            PeerKind::Unknown if self.need_open || self.open_tries == 0 => {}
+            // The peer may speak only the reference format, which has no Reset: wait
+            // for its OpenAck to show whether it may be told (PROTOCOL.md §4).
+            PeerKind::Unknown => self.deferred_reset = Some(code),
         }
         self.discard_all();
         self.wake_all();
@@ -679,6 +690,16 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             return 0;
         }
         if self.reset.is_some() {
+            if header.msg_type == MessageType::OpenAck {
+                if let Some(code) = self.deferred_reset.take() {
+                    if header.reserved & ext::CAP_EXTENDED != 0 {
+                        self.peer_kind = PeerKind::Extended;
+                        self.need_reset = Some(code);
+                    } else {
+                        self.peer_kind = PeerKind::Legacy;
+                    }
+                }
+            }
             return 0;
         }
         match header.msg_type {
@@ -1317,12 +1338,15 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 .is_some_and(|t| t + self.coalesce_delay <= now)
     }
 
+    /// Whether the FIN (a `Close`, an extension) can go: only once the peer showed
+    /// whether it speaks the extensions, so a reference peer never gets one.
     fn fin_sendable(&self) -> bool {
         self.shutdown_requested
             && self.fin_seq.is_none()
             && self.pending.is_empty()
             && !self.write_done
             && !self.need_open
+            && (self.peer_kind != PeerKind::Unknown || !self.local_extended)
     }
 
     fn surbs_wanted(&self) -> bool {
@@ -1372,6 +1396,12 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             return false;
         }
         if self.reset.is_some() {
+            if self.deferred_reset.is_some() {
+                // Wait a linger for the OpenAck that decides whether the peer hears of
+                // the reset; a peer that never answers has nothing to hear.
+                let at = *self.finished_at.get_or_insert(now);
+                return at + self.linger <= now;
+            }
             return self.need_reset.is_none();
         }
         let write_finished = self.write_done;

@@ -761,3 +761,90 @@ fn zero_rtt_data_of_a_whole_initial_credit_survives_a_lost_open() {
     assert_eq!(w.b.metrics().orphan_frames_dropped, 0);
     assert_eq!(w.a.stream_metrics(la).unwrap().retransmits, 0);
 }
+
+/// Extension frames (Close, Reset) never go to a peer before it showed the
+/// capability: they wait for its `OpenAck`, and a reference peer never gets them.
+fn early_end_to(peer_extended: bool, end: fn(&mut Wire, LocalId)) -> (Wire, Option<LocalId>) {
+    let b_cfg = MuxConfig::default().with_legacy_mode(!peer_extended);
+    let mut w = Wire::new(MuxConfig::default(), b_cfg);
+    let now = w.now;
+    let (la, _) = w.a.open(now, B, None).unwrap();
+    w.write_all(A, la, b"early");
+    // The Open and the data leave; nothing has come back yet.
+    w.collect();
+    let in_flight = drain(&mut w);
+    end(&mut w, la);
+    w.collect();
+    assert!(
+        w.queue
+            .iter()
+            .all(|p| !matches!(p.kind(), MessageType::Close | MessageType::Reset)),
+        "an extension frame left before the peer's OpenAck"
+    );
+    for p in in_flight {
+        w.deliver(p);
+    }
+    let mut lb = None;
+    w.run(MINUTE, &mut |w| {
+        if lb.is_none() {
+            lb = w.b.accept().map(|(l, _)| l);
+        }
+        false
+    });
+    (w, lb)
+}
+
+fn count_extension_frames(w: &Wire) -> usize {
+    w.sent(A, MessageType::Close) + w.sent(A, MessageType::Reset)
+}
+
+#[test]
+fn a_reset_before_the_open_ack_reaches_only_an_extended_peer() {
+    let reset = |w: &mut Wire, la: LocalId| w.reset(A, la, 77);
+    let (w, _) = early_end_to(false, reset);
+    assert_eq!(
+        count_extension_frames(&w),
+        0,
+        "a reference peer got a Reset"
+    );
+    let (mut w, lb) = early_end_to(true, reset);
+    assert_eq!(
+        w.sent(A, MessageType::Reset),
+        1,
+        "the extended peer is told"
+    );
+    let lb = lb.expect("B saw the stream");
+    let err = expect_failed(w.read_available(B, lb, &mut Vec::new()));
+    assert_eq!(code_of(&err), Some(77));
+}
+
+#[test]
+fn a_shutdown_before_the_open_ack_sends_close_only_to_an_extended_peer() {
+    let shut = |w: &mut Wire, la: LocalId| {
+        w.shutdown(A, la);
+    };
+    let (w, _) = early_end_to(false, shut);
+    assert_eq!(
+        count_extension_frames(&w),
+        0,
+        "a reference peer got a Close"
+    );
+    let (mut w, lb) = early_end_to(true, shut);
+    assert_eq!(w.sent(A, MessageType::Close), 1);
+    let lb = lb.expect("B saw the stream");
+    let mut got = Vec::new();
+    assert!(matches!(w.read_available(B, lb, &mut got), Read::Eof));
+    assert_eq!(got, b"early");
+}
+
+#[test]
+fn a_reset_before_the_open_left_sends_nothing_at_all() {
+    let mut w = Wire::default_pair();
+    let now = w.now;
+    let (la, _) = w.a.open(now, B, None).unwrap();
+    w.reset(A, la, 5);
+    w.drop_handle(A, la);
+    w.run(MINUTE, &mut |_| false);
+    assert!(w.log.iter().all(|p| p.from != A), "A sent {:?}", w.log);
+    assert_eq!(w.a.stream_count(), 0);
+}
