@@ -61,6 +61,25 @@ pub struct MuxConfig {
     /// Maximum number of incoming streams waiting in the accept backlog; an `Open`
     /// beyond it is answered with a reset (code `REFUSED`). Default: 128.
     pub accept_backlog: usize,
+    /// Connection-level receive window per peer: the most credit (bytes it may send us
+    /// beyond what our application read) all streams with one peer hold together.
+    /// Stream credit is carved out of it, and a new stream is refused when its initial
+    /// credit (64 KiB; the whole `legacy_receive_buffer` for a reference peer) does not
+    /// fit. So one peer can never take what was promised to another. Default: 16 MiB.
+    pub peer_receive_window: u64,
+    /// Most live streams with one peer (either direction); its further `Open`s are
+    /// refused. Default: 1024.
+    pub max_streams_per_peer: usize,
+    /// Most streams from one peer waiting in the accept backlog, enforced once the
+    /// backlog is at least half full (a lone peer's burst is not refused while there is
+    /// room for everyone). Default: 64, half of `accept_backlog`.
+    pub max_backlog_per_peer: usize,
+    /// Most stream ids one peer may have orphan data held for. Default: 8.
+    pub max_orphan_streams_per_peer: usize,
+    /// Most peers holding state at once. Beyond it, a new peer's `Open` is refused and
+    /// its orphan data evicts the oldest orphan data of a peer without streams (or is
+    /// dropped). Default: 1024.
+    pub max_peers: usize,
     /// How long an incoming stream may wait in the accept backlog; one nobody accepted
     /// by then is refused (`Reset(REFUSED)`) and removed. Default: 60 s.
     pub accept_timeout: Duration,
@@ -130,6 +149,11 @@ impl Default for MuxConfig {
             max_retransmits: 10,
             max_pending_opens: 64,
             accept_backlog: 128,
+            peer_receive_window: 16 * 1024 * 1024,
+            max_streams_per_peer: 1024,
+            max_backlog_per_peer: 64,
+            max_orphan_streams_per_peer: 8,
+            max_peers: 1024,
             accept_timeout: Duration::from_secs(60),
             max_inbound_streams: 4096,
             max_orphan_streams: 64,
@@ -198,6 +222,16 @@ setters! {
     with_max_pending_opens: max_pending_opens: usize;
     /// Sets [`MuxConfig::accept_backlog`].
     with_accept_backlog: accept_backlog: usize;
+    /// Sets [`MuxConfig::peer_receive_window`].
+    with_peer_receive_window: peer_receive_window: u64;
+    /// Sets [`MuxConfig::max_streams_per_peer`].
+    with_max_streams_per_peer: max_streams_per_peer: usize;
+    /// Sets [`MuxConfig::max_backlog_per_peer`].
+    with_max_backlog_per_peer: max_backlog_per_peer: usize;
+    /// Sets [`MuxConfig::max_orphan_streams_per_peer`].
+    with_max_orphan_streams_per_peer: max_orphan_streams_per_peer: usize;
+    /// Sets [`MuxConfig::max_peers`].
+    with_max_peers: max_peers: usize;
     /// Sets [`MuxConfig::accept_timeout`].
     with_accept_timeout: accept_timeout: Duration;
     /// Sets [`MuxConfig::max_inbound_streams`].

@@ -21,6 +21,7 @@ use crate::error::OpenError;
 use crate::id_map::IdMap;
 use crate::metrics::{ClientMetrics, StreamMetrics};
 use crate::orphans::{HoldOutcome, Orphans};
+use crate::peer::{PeerLimits, Peers};
 use crate::stream::{ReadOutcome, StreamState, WriteOutcome};
 use crate::transport::{Destination, Inbound};
 
@@ -143,6 +144,8 @@ pub struct Core<A, T> {
     /// Whether an application accepts streams; without one an `Open` is refused.
     listening: bool,
     orphans: Orphans<T>,
+    /// Per-peer sessions: streams, backlog, orphans and the connection receive window.
+    peers: Peers<Destination<A, T>>,
     ready: VecDeque<LocalId>,
     timers: BinaryHeap<Reverse<(Instant, LocalId)>>,
     control: VecDeque<Transmit<A, T>>,
@@ -164,12 +167,29 @@ where
             Some(seed) => ChaCha12Rng::seed_from_u64(seed),
             None => ChaCha12Rng::seed_from_u64(os_seed()),
         };
+        let per_orphan = crate::stream::INITIAL_CREDIT as usize + cfg.frame_payload();
+        // The orphan store's share of the budget: enough for every id it may hold, at
+        // most an eighth of the budget.
+        let orphan_share = (cfg.max_orphan_streams * per_orphan).min(cfg.inbound_budget / 8);
         let orphans = Orphans::new(
             cfg.max_orphan_streams,
             cfg.max_orphan_frames,
-            crate::stream::INITIAL_CREDIT as usize + cfg.frame_payload(),
+            per_orphan,
+            orphan_share,
             cfg.orphan_ttl,
         );
+        let peers = Peers::new(PeerLimits {
+            window: cfg.peer_receive_window,
+            // Orphan data is held beside promised credit: its share is set aside, so
+            // that no promise is ever broken by the budget.
+            budget: (cfg.inbound_budget - orphan_share) as u64,
+            max_streams: cfg.max_streams_per_peer,
+            max_backlog: cfg.max_backlog_per_peer,
+            backlog: cfg.accept_backlog,
+            max_orphan_ids: cfg.max_orphan_streams_per_peer,
+            max_peers: cfg.max_peers,
+            initial_credit: crate::stream::INITIAL_CREDIT,
+        });
         Self {
             cfg,
             streams: IdMap::default(),
@@ -182,6 +202,7 @@ where
             accept_queue: VecDeque::new(),
             listening: true,
             orphans,
+            peers,
             ready: VecDeque::new(),
             timers: BinaryHeap::new(),
             control: VecDeque::new(),
@@ -233,6 +254,8 @@ where
         let local = self.alloc_local();
         let state = StreamState::new_outbound(id, to, fixed_surbs, now, &self.cfg);
         tracing::debug!(stream = %id, "open");
+        self.peers
+            .update(Destination::Address(to), |p| p.streams += 1);
         self.streams.insert(local, Box::new(state));
         self.outbound.insert(id, local);
         self.pending_opens += 1;
@@ -267,6 +290,9 @@ where
     /// the stream leaves the table once that went out.
     fn refuse_backlogged(&mut self, now: Instant, local: LocalId) {
         self.metrics.opens_refused += 1;
+        if let Some(s) = self.streams.get(&local) {
+            self.peers.update(s.peer, |p| p.backlog -= 1);
+        }
         self.with_stream(now, local, |s| {
             s.reset(reset_code::REFUSED);
             s.drop_handle(true, true);
@@ -278,7 +304,9 @@ where
         while let Some((local, _)) = self.accept_queue.pop_front() {
             if let Some(s) = self.streams.get(&local) {
                 self.metrics.streams_accepted += 1;
-                return Some((local, s.id));
+                let id = s.id;
+                self.peers.update(s.peer, |p| p.backlog -= 1);
+                return Some((local, id));
             }
         }
         None
@@ -443,6 +471,23 @@ where
         self.inbound_bytes
     }
 
+    /// Number of peers that hold state with us (streams or orphan data).
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Credit promised to the peer with this sender tag (inbound streams) and not yet
+    /// read: what it may make us hold, bounded by `peer_receive_window`.
+    pub fn peer_credit(&self, peer: Destination<A, T>) -> u64 {
+        self.peers.get(&peer).credit
+    }
+
+    /// Credit promised over all peers and not yet read (bounded by the inbound budget
+    /// less the orphan store's share).
+    pub fn promised_credit(&self) -> u64 {
+        self.peers.total_credit()
+    }
+
     /// Number of streams in the table.
     pub fn stream_count(&self) -> usize {
         self.streams.len()
@@ -525,17 +570,7 @@ where
                 // is not from its opener.
                 self.metrics.wrong_sender += 1;
             }
-            MessageType::Data | MessageType::Close => {
-                let budget = self.budget_left();
-                let len = payload.len();
-                match self.orphans.hold(key, header, payload, now, budget) {
-                    HoldOutcome::Held => {
-                        self.inbound_bytes += len;
-                        self.metrics.orphan_frames_held += 1;
-                    }
-                    HoldOutcome::Dropped => self.metrics.orphan_frames_dropped += 1,
-                }
-            }
+            MessageType::Data | MessageType::Close => self.hold_orphan(now, key, header, payload),
             _ => {
                 // Acks, pings, resets for streams we do not know: nothing to do.
                 self.metrics.unknown_stream_frames += 1;
@@ -543,13 +578,91 @@ where
         }
     }
 
+    /// Holds a frame that overtook its `Open`, within the orphan store's bounds and
+    /// the sending peer's share of it.
+    fn hold_orphan(
+        &mut self,
+        now: Instant,
+        key: (T, StreamId),
+        header: StreamHeader,
+        payload: Bytes,
+    ) {
+        let peer = Destination::Reply(key.0);
+        let new_id = !self.orphans.contains(&key);
+        if new_id {
+            self.expire_orphans(now);
+            if !self.peers.may_hold_orphans(&peer) {
+                // Beyond `max_peers`, a peer that holds nothing but orphan data gives
+                // way: the oldest such entry is evicted.
+                let peers = &self.peers;
+                let evicted = self.orphans.evict_oldest_peer(|tag| {
+                    let p = peers.get(&Destination::Reply(*tag));
+                    p.streams == 0 && *tag != key.0
+                });
+                if let Some((tag, ids, frames)) = evicted {
+                    tracing::debug!(?tag, ids, "orphan-only peer evicted");
+                    self.metrics.orphan_frames_dropped += frames as u64;
+                    self.peers
+                        .update(Destination::Reply(tag), |p| p.orphan_ids -= ids);
+                    self.recount_inbound();
+                }
+            }
+            if !self.peers.may_hold_orphans(&peer) {
+                self.metrics.orphan_frames_dropped += 1;
+                return;
+            }
+        }
+        let budget = self.budget_left();
+        let len = payload.len();
+        match self.orphans.hold(key, header, payload, now, budget) {
+            HoldOutcome::Held => {
+                self.inbound_bytes += len;
+                self.metrics.orphan_frames_held += 1;
+                if new_id {
+                    self.peers.update(peer, |p| p.orphan_ids += 1);
+                }
+            }
+            HoldOutcome::Dropped => self.metrics.orphan_frames_dropped += 1,
+        }
+    }
+
+    /// Takes the orphan frames held for a stream, keeping the counts exact.
+    fn take_orphans(&mut self, key: &(T, StreamId)) -> Vec<crate::orphans::HeldFrame> {
+        let held = self.orphans.take(key);
+        if !held.is_empty() {
+            self.inbound_bytes -= held.iter().map(|f| f.payload.len()).sum::<usize>();
+            self.peers
+                .update(Destination::Reply(key.0), |p| p.orphan_ids -= 1);
+        }
+        held
+    }
+
+    /// Drops orphan data past its time-to-live, keeping the counts exact.
+    fn expire_orphans(&mut self, now: Instant) {
+        let (dropped, tags) = self.orphans.expire(now);
+        if tags.is_empty() {
+            return;
+        }
+        self.metrics.orphan_frames_dropped += dropped as u64;
+        for tag in tags {
+            self.peers
+                .update(Destination::Reply(tag), |p| p.orphan_ids -= 1);
+        }
+        self.recount_inbound();
+    }
+
+    /// Recomputes the inbound byte count after orphan data went.
+    fn recount_inbound(&mut self) {
+        let streams: usize = self.streams.values().map(|s| s.inbound_bytes()).sum();
+        self.inbound_bytes = streams + self.orphans.bytes();
+    }
+
     /// Answers an `Open` we do not take with `Reset(REFUSED)` and drops what the
     /// peer sent ahead of it.
     fn refuse_open(&mut self, tag: T, id: StreamId, why: &str) {
         tracing::debug!(stream = %id, why, "open refused");
         self.metrics.opens_refused += 1;
-        let held = self.orphans.take(&(tag, id));
-        self.inbound_bytes -= held.iter().map(|f| f.payload.len()).sum::<usize>();
+        let _ = self.take_orphans(&(tag, id));
         if !self.cfg.legacy_mode && self.control.len() < MAX_CONTROL_QUEUE {
             let mut buf = bytes::BytesMut::with_capacity(lp_frame::HEADER_LEN + 4);
             bytes::BufMut::put_slice(
@@ -581,6 +694,14 @@ where
             return;
         }
         let peer_extended = header.reserved & ext::CAP_EXTENDED != 0;
+        // The credit the new stream holds from the start must fit the peer's window
+        // and the client-wide budget: a promise we could not keep is not made.
+        let reserve = StreamState::<A, T>::initial_reservation(peer_extended, &self.cfg);
+        if let Err(r) = self.peers.admit(&Destination::Reply(tag), reserve) {
+            self.metrics.peer_limit_refusals += 1;
+            self.refuse_open(tag, id, r.why());
+            return;
+        }
         let local = self.alloc_local();
         let state = StreamState::new_inbound(id, tag, peer_extended, now, &self.cfg);
         tracing::debug!(stream = %id, peer_extended, "incoming stream");
@@ -588,11 +709,15 @@ where
         self.inbound.insert((tag, id), local);
         *self.inbound_ids.entry(id).or_insert(0) += 1;
         self.live_inbound += 1;
+        self.peers.update(Destination::Reply(tag), |p| {
+            p.streams += 1;
+            p.backlog += 1;
+        });
         self.accept_queue.push_back((local, now));
         self.events.push_back(Event::Incoming);
-        // Replay data that overtook the Open.
-        let held = self.orphans.take(&(tag, id));
-        self.inbound_bytes -= held.iter().map(|f| f.payload.len()).sum::<usize>();
+        // Count its credit before replaying what overtook the Open.
+        self.after(local, now);
+        let held = self.take_orphans(&(tag, id));
         for f in held {
             self.deliver(now, local, f.header, f.payload);
         }
@@ -637,6 +762,7 @@ where
                 Destination::Reply(tag) => surb_stock(&tag),
                 Destination::Address(_) => None,
             };
+            s.credit_room = self.peers.growth_room(&s.peer, s.counted_credit);
             let frame = s.poll_transmit(now, stock);
             let to = s.peer;
             self.after(local, now);
@@ -680,10 +806,7 @@ where
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let before = self.orphans.bytes();
-        let dropped = self.orphans.expire(now);
-        self.metrics.orphan_frames_dropped += dropped as u64;
-        self.inbound_bytes -= before - self.orphans.bytes();
+        self.expire_orphans(now);
         // Streams nobody accepted in time are refused (the queue is in arrival order).
         while let Some(&(local, since)) = self.accept_queue.front() {
             if since
@@ -747,6 +870,13 @@ where
             self.pending_opens -= 1;
             self.events.push_back(Event::OpenRoom);
         }
+        let held = s.credit_held();
+        if held != s.counted_credit {
+            let before = s.counted_credit;
+            s.counted_credit = held;
+            self.peers
+                .update(s.peer, |p| p.credit = p.credit + held - before);
+        }
         if s.removable(now) {
             self.remove(local);
             return;
@@ -773,6 +903,11 @@ where
             self.events.push_back(Event::OpenRoom);
         }
         self.inbound_bytes -= s.inbound_bytes();
+        let counted = s.counted_credit;
+        self.peers.update(s.peer, |p| {
+            p.streams -= 1;
+            p.credit -= counted;
+        });
         match s.peer {
             Destination::Address(_) => {
                 self.outbound.remove(&s.id);

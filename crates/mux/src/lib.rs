@@ -42,6 +42,7 @@ mod handle;
 mod id_map;
 mod metrics;
 mod orphans;
+mod peer;
 mod rtt;
 mod segment;
 pub mod sim;

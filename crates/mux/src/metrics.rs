@@ -54,6 +54,9 @@ pub struct ClientMetrics {
     pub streams_accepted: u64,
     /// `Open`s refused because the backlog or the inbound stream limit was full.
     pub opens_refused: u64,
+    /// Of those, opens refused by a per-peer limit (streams, backlog, connection
+    /// window, number of peers) or because their initial credit did not fit the budget.
+    pub peer_limit_refusals: u64,
     /// Duplicate `Open`s for a live stream (ignored, re-acknowledged).
     pub duplicate_opens: u64,
     /// Inbound messages that were not valid stream frames.

@@ -37,6 +37,8 @@ pub(crate) struct Orphans<T> {
     /// Most payload bytes held per stream: what a sender may send before our first
     /// ack (its initial credit) plus one frame of slack.
     max_bytes_per_stream: usize,
+    /// Most payload bytes held in all (the orphan store's share of the budget).
+    max_bytes: usize,
     ttl: Duration,
     bytes: usize,
 }
@@ -46,6 +48,7 @@ impl<T: Copy + Eq + Hash> Orphans<T> {
         max_streams: usize,
         max_frames: usize,
         max_bytes_per_stream: usize,
+        max_bytes: usize,
         ttl: Duration,
     ) -> Self {
         Self {
@@ -53,6 +56,7 @@ impl<T: Copy + Eq + Hash> Orphans<T> {
             max_streams,
             max_frames,
             max_bytes_per_stream,
+            max_bytes,
             ttl,
             bytes: 0,
         }
@@ -72,14 +76,13 @@ impl<T: Copy + Eq + Hash> Orphans<T> {
         now: Instant,
         budget: usize,
     ) -> HoldOutcome {
-        if payload.len() > budget {
+        if payload.len() > budget || self.bytes + payload.len() > self.max_bytes {
             return HoldOutcome::Dropped;
         }
         if !self.entries.contains_key(&key) && self.entries.len() >= self.max_streams {
-            self.expire(now);
-            if self.entries.len() >= self.max_streams {
-                return HoldOutcome::Dropped;
-            }
+            // The caller expires old entries first (it accounts for what they held).
+            let _ = now;
+            return HoldOutcome::Dropped;
         }
         let entry = self.entries.entry(key).or_insert_with(|| Entry {
             first_seen: now,
@@ -108,21 +111,56 @@ impl<T: Copy + Eq + Hash> Orphans<T> {
         }
     }
 
-    /// Drops entries older than the time-to-live; returns how many frames went.
-    pub(crate) fn expire(&mut self, now: Instant) -> usize {
+    /// Whether frames are held for this stream.
+    pub(crate) fn contains(&self, key: &(T, StreamId)) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    /// Drops entries older than the time-to-live; returns how many frames went and
+    /// the sender tag of each entry that went.
+    pub(crate) fn expire(&mut self, now: Instant) -> (usize, Vec<T>) {
         let ttl = self.ttl;
         let mut dropped = 0;
         let mut freed = 0;
-        self.entries.retain(|_, e| {
+        let mut tags = Vec::new();
+        self.entries.retain(|(tag, _), e| {
             let keep = e.first_seen + ttl > now;
             if !keep {
                 dropped += e.frames.len();
                 freed += e.bytes;
+                tags.push(*tag);
             }
             keep
         });
         self.bytes -= freed;
-        dropped
+        (dropped, tags)
+    }
+
+    /// Evicts a whole peer: every entry of the sender tag, among those `evictable`
+    /// accepts, that holds the oldest entry. Returns the tag, how many ids and how
+    /// many frames went.
+    pub(crate) fn evict_oldest_peer(
+        &mut self,
+        evictable: impl Fn(&T) -> bool,
+    ) -> Option<(T, usize, usize)> {
+        let tag = self
+            .entries
+            .iter()
+            .filter(|((tag, _), _)| evictable(tag))
+            .min_by_key(|(_, e)| e.first_seen)
+            .map(|((tag, _), _)| *tag)?;
+        let (mut ids, mut frames, mut freed) = (0, 0, 0);
+        self.entries.retain(|(t, _), e| {
+            if *t != tag {
+                return true;
+            }
+            ids += 1;
+            frames += e.frames.len();
+            freed += e.bytes;
+            false
+        });
+        self.bytes -= freed;
+        Some((tag, ids, frames))
     }
 
     /// When the oldest entry expires.
@@ -149,7 +187,7 @@ mod tests {
     #[test]
     fn bounds_on_streams_frames_and_age() {
         let t0 = Instant::now();
-        let mut o = Orphans::<u8>::new(2, 3, 1 << 20, Duration::from_secs(10));
+        let mut o = Orphans::<u8>::new(2, 3, 1 << 20, 1 << 20, Duration::from_secs(10));
         let p = Bytes::from_static(b"abc");
         for seq in 0..3 {
             assert_eq!(
@@ -178,7 +216,7 @@ mod tests {
             HoldOutcome::Dropped
         );
         // Age: after the ttl everything goes and a new id fits.
-        assert_eq!(o.expire(t0 + Duration::from_secs(10)), 4);
+        assert_eq!(o.expire(t0 + Duration::from_secs(10)).0, 4);
         assert_eq!(o.bytes(), 0);
         assert_eq!(o.len(), 0);
         assert_eq!(
@@ -192,7 +230,7 @@ mod tests {
     #[test]
     fn bytes_per_stream_are_bounded() {
         let t0 = Instant::now();
-        let mut o = Orphans::<u8>::new(4, 100, 10, Duration::from_secs(10));
+        let mut o = Orphans::<u8>::new(4, 100, 10, 14, Duration::from_secs(10));
         let p = Bytes::from_static(b"abcd");
         let key = (1, StreamId::new(1));
         assert_eq!(
@@ -209,9 +247,16 @@ mod tests {
             HoldOutcome::Dropped
         );
         assert_eq!(o.bytes(), 8);
-        // Another stream has its own bound.
+        // Another stream has its own bound, within the store's total (14 bytes).
         let other = (1, StreamId::new(2));
-        assert_eq!(o.hold(other, hdr(2, 0), p, t0, 1 << 20), HoldOutcome::Held);
+        assert_eq!(
+            o.hold(other, hdr(2, 0), p.clone(), t0, 1 << 20),
+            HoldOutcome::Held
+        );
+        assert_eq!(
+            o.hold(other, hdr(2, 1), p, t0, 1 << 20),
+            HoldOutcome::Dropped
+        );
         assert_eq!(o.take(&key).len(), 2);
         assert_eq!(o.bytes(), 4);
     }

@@ -197,6 +197,12 @@ pub(crate) struct StreamState<A, T> {
     pub(crate) in_ready: bool,
     /// Whether the stream counts against the core's limit on unacknowledged opens.
     pub(crate) pending_open: bool,
+    /// Credit this stream holds in its peer's connection window, as last counted by
+    /// the core (see [`Self::credit_held`]).
+    pub(crate) counted_credit: u64,
+    /// How much more credit the peer's connection window allows now; set by the core
+    /// before each transmit, read when an ack is built.
+    pub(crate) credit_room: u64,
 }
 
 impl<A: Copy, T: Copy> StreamState<A, T> {
@@ -306,6 +312,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             scheduled: None,
             in_ready: false,
             pending_open: false,
+            counted_credit: 0,
+            credit_room: u64::MAX,
         };
         s.peer_max_data = s.initial_credit();
         s
@@ -357,6 +365,33 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         } else {
             INITIAL_CREDIT
         }
+    }
+
+    /// The credit a new inbound stream holds from its first moment: the initial
+    /// credit for an extended opener, the whole reference-peer buffer otherwise.
+    pub(crate) fn initial_reservation(peer_extended: bool, cfg: &MuxConfig) -> u64 {
+        if peer_extended && !cfg.legacy_mode {
+            INITIAL_CREDIT
+        } else {
+            u64::from(cfg.legacy_receive_buffer).max(u64::from(cfg.receive_window))
+        }
+    }
+
+    /// What this stream may make us hold in its peer's connection window: the credit
+    /// outstanding (what we promised beyond what the application read) while the peer
+    /// may still send, the whole reference-peer buffer for a reference peer, and only
+    /// what is still buffered once the peer's direction ended.
+    pub(crate) fn credit_held(&self) -> u64 {
+        let buffered = self.inbound_bytes() as u64;
+        if self.reset.is_some() || self.read_end.is_some() || self.reaped {
+            return buffered;
+        }
+        let promised = if self.peer_kind == PeerKind::Legacy {
+            self.legacy_limit
+        } else {
+            self.advertised_max.saturating_sub(self.consumed)
+        };
+        promised.max(buffered)
     }
 
     /// Extended behaviour only once both sides showed it.
@@ -834,10 +869,12 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// Most inbound bytes (reorder buffer plus unread) this stream holds: the window for
     /// an extended peer (whose credit keeps it there), more for a reference peer.
     fn recv_limit(&self) -> usize {
-        if self.peer_kind == PeerKind::Legacy {
-            self.legacy_limit as usize
-        } else {
-            self.window as usize
+        match self.peer_kind {
+            PeerKind::Legacy => self.legacy_limit as usize,
+            // Before the capability is known (a reference peer sends without credit).
+            PeerKind::Unknown => self.window as usize,
+            // What we promised: a peer sending beyond its credit is refused.
+            PeerKind::Extended => self.advertised_max.saturating_sub(self.consumed) as usize,
         }
     }
 
@@ -1498,7 +1535,11 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     }
 
     fn build_ack(&mut self, stock: Option<u32>) -> Ack {
-        let max_data = self.consumed + self.window;
+        // The window, as far as the peer's connection window allows; never less than
+        // what was already promised.
+        let max_data = (self.consumed + self.window)
+            .min(self.advertised_max.saturating_add(self.credit_room))
+            .max(self.advertised_max);
         let mut ack = Ack::new(
             self.reorder.cumulative_ack().get(),
             max_data,

@@ -458,3 +458,213 @@ fn a_peer_asking_for_65535_surbs_gets_only_what_our_policy_grants() {
         replies + 1
     );
 }
+
+/// Sends one extended-peer frame from sender tag `tag`.
+fn from_tag(core: &mut Core<u8, u8>, now: Instant, tag: u8, payload: Bytes) {
+    core.handle_inbound(
+        now,
+        Inbound {
+            payload,
+            sender_tag: Some(tag),
+        },
+    );
+}
+
+/// The credit each stream advertised in the acks we sent (latest per stream id).
+fn granted(
+    core: &mut Core<u8, u8>,
+    now: Instant,
+    credit: &mut std::collections::HashMap<u64, u64>,
+) {
+    while let Some(t) = core.poll_transmit(now, &|_| None) {
+        let f = lp_frame::OwnedStreamFrame::parse(t.payload).unwrap();
+        let ack = match f.header.msg_type {
+            MessageType::Ack => Ack::parse(&f.payload).ok().map(|(a, _)| a),
+            MessageType::Data | MessageType::Close
+                if f.header.reserved & lp_frame::ext::FLAG_ACK != 0 =>
+            {
+                Ack::parse(&f.payload).ok().map(|(a, _)| a)
+            }
+            _ => None,
+        };
+        if let Some(a) = ack {
+            let e = credit.entry(f.header.stream_id.get()).or_insert(0);
+            *e = (*e).max(a.max_data);
+        }
+    }
+}
+
+/// One peer opens 260 streams, leaves a gap at sequence 0 on each and fills every
+/// byte of credit we grant behind it; the application accepts every stream and never
+/// reads. It pins at most its own connection window, and an honest peer's first
+/// 64 KiB (the initial credit every stream is promised) is never refused.
+#[test]
+fn a_peer_pinning_gaps_on_260_streams_cannot_take_another_peers_credit() {
+    const ATTACKER: u8 = 9;
+    const HONEST: u8 = 8;
+    let cfg = MuxConfig::default();
+    let window = cfg.peer_receive_window;
+    let mut core = Core::<u8, u8>::new(cfg);
+    let mut now = Instant::now();
+    let chunk = vec![0xAAu8; 1500];
+    let mut credit = std::collections::HashMap::new();
+    let mut next_seq = std::collections::HashMap::new();
+    let mut sent_bytes = std::collections::HashMap::new();
+    for id in 0..260u64 {
+        from_tag(
+            &mut core,
+            now,
+            ATTACKER,
+            frame(id, MessageType::Open, 0, 1, b""),
+        );
+        next_seq.insert(id, 1u32);
+        sent_bytes.insert(id, 0u64);
+        while core.accept().is_some() {}
+    }
+    // Rounds: the attacker sends as much as the credit it was granted allows (64 KiB
+    // before any ack), always leaving seq 0 out; we answer with acks (SACKs).
+    for _round in 0..20 {
+        for id in 0..260u64 {
+            let limit = credit.get(&id).copied().unwrap_or(mux::INITIAL_CREDIT);
+            while sent_bytes[&id] + 1500 <= limit {
+                let seq = next_seq[&id];
+                from_tag(
+                    &mut core,
+                    now,
+                    ATTACKER,
+                    frame(id, MessageType::Data, seq, 0, &chunk),
+                );
+                *next_seq.get_mut(&id).unwrap() += 1;
+                *sent_bytes.get_mut(&id).unwrap() += 1500;
+            }
+        }
+        now += Duration::from_secs(2);
+        core.handle_timeout(now);
+        granted(&mut core, now, &mut credit);
+    }
+    let pinned = core.peer_credit(mux::Destination::Reply(ATTACKER));
+    assert!(
+        pinned <= window,
+        "the attacker holds {pinned} bytes of credit"
+    );
+    assert!(
+        core.inbound_bytes() as u64 <= window + 260 * 1585,
+        "{} bytes buffered",
+        core.inbound_bytes()
+    );
+    assert!(
+        core.metrics().peer_limit_refusals > 0,
+        "some of its opens were refused"
+    );
+
+    // An honest peer opens a stream and sends its initial credit: all of it is taken.
+    from_tag(
+        &mut core,
+        now,
+        HONEST,
+        frame(5000, MessageType::Open, 0, 1, b""),
+    );
+    let (local, _) = core.accept().expect("the honest stream is admitted");
+    let data = vec![0x55u8; mux::INITIAL_CREDIT as usize];
+    for (seq, part) in data.chunks(1500).enumerate() {
+        from_tag(
+            &mut core,
+            now,
+            HONEST,
+            frame(5000, MessageType::Data, seq as u32, 0, part),
+        );
+    }
+    let m = core.stream_metrics(local).unwrap();
+    assert_eq!(m.frames_refused, 0, "{m:?}");
+    let mut got = 0;
+    let mut buf = vec![0u8; 4096];
+    while let Read::Data(n) = core.read(now, local, &mut buf) {
+        got += n;
+    }
+    assert_eq!(got, data.len());
+}
+
+fn refused_resets(core: &mut Core<u8, u8>, now: Instant) -> usize {
+    let mut n = 0;
+    while let Some(t) = core.poll_transmit(now, &|_| None) {
+        let f = lp_frame::OwnedStreamFrame::parse(t.payload).unwrap();
+        if f.header.msg_type == MessageType::Reset
+            && Reset::parse(&f.payload).unwrap().code == reset_code::REFUSED
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn per_peer_stream_limit_refuses_only_that_peer() {
+    let cfg = MuxConfig::default().with_max_streams_per_peer(5);
+    let mut core = Core::<u8, u8>::new(cfg);
+    let t0 = Instant::now();
+    for id in 0..8u64 {
+        from_tag(&mut core, t0, 9, frame(id, MessageType::Open, 0, 1, b""));
+        while core.accept().is_some() {}
+    }
+    assert_eq!(refused_resets(&mut core, t0), 3);
+    from_tag(&mut core, t0, 8, frame(100, MessageType::Open, 0, 1, b""));
+    assert!(core.accept().is_some(), "another peer still gets in");
+    assert_eq!(core.metrics().peer_limit_refusals, 3);
+}
+
+#[test]
+fn per_peer_backlog_limit_applies_once_the_backlog_is_contended() {
+    let cfg = MuxConfig::default()
+        .with_accept_backlog(8)
+        .with_max_backlog_per_peer(2);
+    let mut core = Core::<u8, u8>::new(cfg);
+    let t0 = Instant::now();
+    // Alone, a peer may fill half the backlog...
+    for id in 0..6u64 {
+        from_tag(&mut core, t0, 9, frame(id, MessageType::Open, 0, 1, b""));
+    }
+    assert_eq!(core.backlog(), 4);
+    assert_eq!(refused_resets(&mut core, t0), 2);
+    // ...and the other half stays for others, two each.
+    for (tag, id) in [(8u8, 10u64), (8, 11), (8, 12), (7, 13), (7, 14)] {
+        from_tag(&mut core, t0, tag, frame(id, MessageType::Open, 0, 1, b""));
+    }
+    assert_eq!(core.backlog(), 8);
+    assert_eq!(refused_resets(&mut core, t0), 1, "the third from peer 8");
+}
+
+#[test]
+fn per_peer_orphan_ids_and_the_number_of_peers_are_bounded() {
+    let cfg = MuxConfig::default()
+        .with_max_orphan_streams_per_peer(2)
+        .with_max_peers(3);
+    let mut core = Core::<u8, u8>::new(cfg);
+    let t0 = Instant::now();
+    let data = |id| frame(id, MessageType::Data, 1, 0, &[1u8; 100]);
+    // One peer: data for 5 ids before their Opens; 2 ids held.
+    for id in 0..5u64 {
+        from_tag(&mut core, t0, 9, data(id));
+    }
+    assert_eq!(core.metrics().orphan_frames_held, 2);
+    assert_eq!(core.inbound_bytes(), 200);
+    // Two more peers fill the peer table.
+    from_tag(&mut core, t0 + Duration::from_millis(500), 8, data(20));
+    from_tag(&mut core, t0 + Duration::from_secs(1), 7, data(21));
+    assert_eq!(core.peer_count(), 3);
+    // A fourth peer's orphan evicts the oldest orphan-only peer's data (peer 9's).
+    from_tag(&mut core, t0 + Duration::from_secs(2), 6, data(22));
+    assert_eq!(core.peer_count(), 3);
+    assert_eq!(core.metrics().orphan_frames_dropped, 3 + 2);
+    assert_eq!(core.inbound_bytes(), 300);
+    // A peer with live streams is never evicted, and a fifth peer's Open is refused
+    // while the table is full of them.
+    let mut core = Core::<u8, u8>::new(MuxConfig::default().with_max_peers(2));
+    from_tag(&mut core, t0, 9, frame(1, MessageType::Open, 0, 1, b""));
+    from_tag(&mut core, t0, 8, frame(2, MessageType::Open, 0, 1, b""));
+    from_tag(&mut core, t0, 7, frame(3, MessageType::Open, 0, 1, b""));
+    from_tag(&mut core, t0, 7, data(4));
+    assert_eq!(core.peer_count(), 2);
+    assert_eq!(core.backlog(), 2);
+    assert_eq!(refused_resets(&mut core, t0), 1);
+    assert_eq!(core.inbound_bytes(), 0);
+}

@@ -1,0 +1,266 @@
+//! Per-peer sessions: what one peer may make us hold, across all of its streams.
+//!
+//! A peer is the sender tag of the streams it opened to us, or the address of the
+//! streams we opened to it. Each gets a connection-level receive window: the sum of
+//! the credit outstanding on its streams (what we promised and it has not had read
+//! yet) never exceeds `peer_receive_window`, and the sum over all peers never exceeds
+//! the client-wide `inbound_budget`. Stream credit (the `max_data` of our acks) is
+//! carved out of that window, and a new stream is admitted only if its initial
+//! credit fits. So one peer pinning data behind gaps on hundreds of streams holds at
+//! most its own window, and the credit promised to every other peer stays covered.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// What the core tracks for one peer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PeerState {
+    /// Live streams with this peer (either direction).
+    pub(crate) streams: usize,
+    /// Its streams waiting in the accept backlog.
+    pub(crate) backlog: usize,
+    /// Credit outstanding on its streams: bytes it may still send us that we have not
+    /// had read (reserved buffers for reference-format streams).
+    pub(crate) credit: u64,
+    /// Stream ids with orphan data held for it.
+    pub(crate) orphan_ids: usize,
+}
+
+impl PeerState {
+    fn is_empty(&self) -> bool {
+        self.streams == 0 && self.orphan_ids == 0 && self.credit == 0 && self.backlog == 0
+    }
+}
+
+/// Limits that apply to every peer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerLimits {
+    pub(crate) window: u64,
+    pub(crate) budget: u64,
+    pub(crate) max_streams: usize,
+    pub(crate) max_backlog: usize,
+    /// The client-wide accept backlog (`accept_backlog`).
+    pub(crate) backlog: usize,
+    pub(crate) max_orphan_ids: usize,
+    pub(crate) max_peers: usize,
+    /// The credit every stream gets at once (the fair share never goes below it).
+    pub(crate) initial_credit: u64,
+}
+
+/// Why a peer may not have more of something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The peer has `max_streams_per_peer` live streams.
+    Streams,
+    /// The peer has `max_backlog_per_peer` streams nobody accepted yet.
+    Backlog,
+    /// The credit a new stream needs does not fit the peer's window.
+    PeerWindow,
+    /// The credit a new stream needs does not fit the client-wide budget.
+    Budget,
+    /// `max_peers` other peers hold state.
+    Peers,
+}
+
+impl Refusal {
+    /// Words for logs.
+    pub(crate) fn why(self) -> &'static str {
+        match self {
+            Self::Streams => "the peer has its maximum of live streams",
+            Self::Backlog => "the peer has its maximum of streams waiting to be accepted",
+            Self::PeerWindow => "the peer's connection receive window is fully promised",
+            Self::Budget => "the client-wide inbound budget is fully promised",
+            Self::Peers => "too many peers hold state",
+        }
+    }
+}
+
+/// Every peer that holds state, and the client-wide total of promised credit.
+pub(crate) struct Peers<P> {
+    map: HashMap<P, PeerState>,
+    limits: PeerLimits,
+    total_credit: u64,
+    total_backlog: usize,
+}
+
+impl<P: Copy + Eq + Hash> Peers<P> {
+    pub(crate) fn new(limits: PeerLimits) -> Self {
+        Self {
+            map: HashMap::new(),
+            limits,
+            total_credit: 0,
+            total_backlog: 0,
+        }
+    }
+
+    /// The state of one peer (empty if it holds none).
+    pub(crate) fn get(&self, peer: &P) -> PeerState {
+        self.map.get(peer).copied().unwrap_or_default()
+    }
+
+    /// Number of peers holding state.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Credit promised over all peers.
+    pub(crate) fn total_credit(&self) -> u64 {
+        self.total_credit
+    }
+
+    /// Whether a new stream from `peer` needing `credit` may be admitted.
+    pub(crate) fn admit(&self, peer: &P, credit: u64) -> Result<(), Refusal> {
+        let p = self.get(peer);
+        if !self.map.contains_key(peer) && self.map.len() >= self.limits.max_peers {
+            return Err(Refusal::Peers);
+        }
+        if p.streams >= self.limits.max_streams {
+            return Err(Refusal::Streams);
+        }
+        if p.backlog >= self.limits.max_backlog && self.backlog_contended() {
+            return Err(Refusal::Backlog);
+        }
+        if p.credit + credit > self.limits.window {
+            return Err(Refusal::PeerWindow);
+        }
+        if self.total_credit + credit > self.limits.budget {
+            return Err(Refusal::Budget);
+        }
+        Ok(())
+    }
+
+    /// Whether the accept backlog is at least half full: only then does the per-peer
+    /// backlog bound apply, so a lone peer opening a burst of streams is not refused
+    /// while the backlog has room for others.
+    fn backlog_contended(&self) -> bool {
+        2 * self.total_backlog >= self.limits.backlog
+    }
+
+    /// How much more credit `peer` may be granted now (initial credit included).
+    #[cfg(test)]
+    pub(crate) fn credit_room(&self, peer: &P) -> u64 {
+        let p = self.get(peer);
+        let peer_room = self.limits.window.saturating_sub(p.credit);
+        let budget_room = self.limits.budget.saturating_sub(self.total_credit);
+        peer_room.min(budget_room)
+    }
+
+    /// How much more credit one stream of `peer`, holding `held` now, may be granted
+    /// beyond its initial credit. Growth leaves a quarter of the peer's window (and of
+    /// the budget) for the initial credit of new streams, and no stream grows past an
+    /// equal share of the rest, so streams that opened first cannot crowd out later
+    /// ones.
+    pub(crate) fn growth_room(&self, peer: &P, held: u64) -> u64 {
+        let p = self.get(peer);
+        let reserve = self.limits.window / 4;
+        let peer_room = self
+            .limits
+            .window
+            .saturating_sub(reserve)
+            .saturating_sub(p.credit);
+        let budget_room =
+            (self.limits.budget - self.limits.budget / 4).saturating_sub(self.total_credit);
+        let share = ((self.limits.window - reserve) / p.streams.max(1) as u64)
+            .max(self.limits.initial_credit);
+        peer_room.min(budget_room).min(share.saturating_sub(held))
+    }
+
+    /// Whether `peer` may hold orphan data for one more stream id.
+    pub(crate) fn may_hold_orphans(&self, peer: &P) -> bool {
+        if !self.map.contains_key(peer) && self.map.len() >= self.limits.max_peers {
+            return false;
+        }
+        self.get(peer).orphan_ids < self.limits.max_orphan_ids
+    }
+
+    /// Applies a change to one peer's counters (and drops a peer left with nothing).
+    pub(crate) fn update(&mut self, peer: P, f: impl FnOnce(&mut PeerState)) {
+        let entry = self.map.entry(peer).or_default();
+        let (credit, backlog) = (entry.credit, entry.backlog);
+        f(entry);
+        self.total_credit = self.total_credit + entry.credit - credit;
+        self.total_backlog = self.total_backlog + entry.backlog - backlog;
+        if entry.is_empty() {
+            self.map.remove(&peer);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> PeerLimits {
+        PeerLimits {
+            window: 100,
+            budget: 150,
+            max_streams: 3,
+            max_backlog: 2,
+            backlog: 4,
+            max_orphan_ids: 1,
+            max_peers: 2,
+            initial_credit: 10,
+        }
+    }
+
+    #[test]
+    fn each_bound_refuses_with_its_reason() {
+        let mut p = Peers::<u8>::new(limits());
+        assert_eq!(p.admit(&1, 60), Ok(()));
+        p.update(1, |s| {
+            s.streams += 1;
+            s.backlog += 1;
+            s.credit += 60;
+        });
+        assert_eq!(p.admit(&1, 60), Err(Refusal::PeerWindow));
+        assert_eq!(p.credit_room(&1), 40);
+        p.update(2, |s| {
+            s.streams += 1;
+            s.credit += 80;
+        });
+        // 140 of 150 promised: the budget binds before peer 2's own window.
+        assert_eq!(p.admit(&2, 20), Err(Refusal::Budget));
+        assert_eq!(p.credit_room(&2), 10);
+        assert_eq!(p.admit(&3, 0), Err(Refusal::Peers));
+        assert!(!p.may_hold_orphans(&3));
+        p.update(1, |s| s.backlog += 1);
+        assert_eq!(p.admit(&1, 0), Err(Refusal::Backlog));
+        p.update(1, |s| {
+            s.backlog = 0;
+            s.streams = 3;
+        });
+        assert_eq!(p.admit(&1, 0), Err(Refusal::Streams));
+        // A peer left with nothing is forgotten, and its credit returns.
+        p.update(2, |s| {
+            s.streams = 0;
+            s.credit = 0;
+        });
+        assert_eq!(p.len(), 1);
+        assert_eq!(p.total_credit(), 60);
+    }
+
+    #[test]
+    fn growth_keeps_a_reserve_and_an_equal_share() {
+        let mut p = Peers::<u8>::new(PeerLimits {
+            budget: 1000,
+            ..limits()
+        });
+        // One stream holding 10: it may grow to the whole window less the reserve.
+        p.update(1, |s| {
+            s.streams = 1;
+            s.credit = 10;
+        });
+        assert_eq!(p.growth_room(&1, 10), 65);
+        // Three streams: each may grow to a third of 75.
+        p.update(1, |s| {
+            s.streams = 3;
+            s.credit = 30;
+        });
+        assert_eq!(p.growth_room(&1, 10), 15);
+        // A stream at its share may not grow; the reserve still admits new streams.
+        assert_eq!(p.growth_room(&1, 25), 0);
+        p.update(1, |s| s.credit = 75);
+        assert_eq!(p.growth_room(&1, 10), 0);
+        assert_eq!(p.credit_room(&1), 25);
+    }
+}
