@@ -33,6 +33,11 @@ const TASKS: &[Task] = &[
         run: bench,
     },
     Task {
+        name: "soak",
+        about: "hostile-network soak through the facade: 1 GiB across 2,000 streams on 20 pairs at 20 % loss (release build)",
+        run: soak,
+    },
+    Task {
         name: "fuzz",
         about: "`fuzz <lp-frame|mux> --seconds N`: run a cargo-fuzz target (installs cargo-fuzz if missing)",
         run: fuzz,
@@ -174,6 +179,28 @@ fn test_all(args: &[String]) -> Result<(), String> {
         }
     }
     bench_smoke()
+}
+
+/// `cargo xtask soak`: the full soak (`soak_full` in crates/nym-stream/tests/soak.rs),
+/// built in release mode; it prints simulated and wall time, resends against losses
+/// and peak RSS.
+fn soak(_args: &[String]) -> Result<(), String> {
+    run(
+        "soak",
+        &cargo(),
+        &[
+            "test",
+            "--release",
+            "-p",
+            "nym-stream",
+            "--test",
+            "soak",
+            "--",
+            "--ignored",
+            "--nocapture",
+            "soak_full",
+        ],
+    )
 }
 
 /// Environment variable the nym-stream-bench binaries read for a fast smoke run.

@@ -735,6 +735,11 @@ where
         let Some(s) = self.streams.get_mut(&local) else {
             return;
         };
+        let reply = matches!(s.peer, Destination::Address(_));
+        self.peers.heard(&s.peer, now, reply);
+        if reply {
+            s.peer_surbs = Some(peer_surbs(&self.peers, &s.peer, &self.cfg));
+        }
         let delta = s.on_frame(&header, payload, now, budget);
         self.inbound_bytes = (self.inbound_bytes as isize + delta) as usize;
         self.after(local, now);
@@ -763,8 +768,16 @@ where
                 Destination::Address(_) => None,
             };
             s.credit_room = self.peers.growth_room(&s.peer, s.counted_credit);
+            if let Destination::Address(_) = s.peer {
+                s.peer_surbs = Some(peer_surbs(&self.peers, &s.peer, &self.cfg));
+            }
             let frame = s.poll_transmit(now, stock);
             let to = s.peer;
+            if let Some(f) = &frame {
+                if f.reply_surbs > 0 {
+                    self.peers.surbs_sent(&to, f.reply_surbs);
+                }
+            }
             self.after(local, now);
             if let Some(f) = frame {
                 return Some(Transmit {
@@ -836,6 +849,7 @@ where
         }
         for local in due {
             if let Some(s) = self.streams.get_mut(&local) {
+                s.peer_heard = self.peers.get(&s.peer).last_heard;
                 s.on_timeout(now);
                 self.after(local, now);
             }
@@ -924,6 +938,26 @@ where
             }
         }
     }
+}
+
+/// A peer's reply-SURB estimate (SURBs we attached minus frames it sent back, over all
+/// streams) and the room under its ceiling: one SURB per frame of the credit its
+/// streams hold with us (what it may still send), plus the ack reserve and the target
+/// stock. What a peer can make us spend on SURBs is bounded by this, whatever it asks.
+fn peer_surbs<A, T>(
+    peers: &Peers<Destination<A, T>>,
+    peer: &Destination<A, T>,
+    cfg: &MuxConfig,
+) -> (u64, u64)
+where
+    A: Copy + Eq + Hash,
+    T: Copy + Eq + Hash,
+{
+    let p = peers.get(peer);
+    let estimate = p.surbs_sent.saturating_sub(p.replies_seen);
+    let frames = p.credit.div_ceil(cfg.frame_payload() as u64);
+    let ceiling = frames + u64::from(crate::stream::ACK_SURB_RESERVE) + u64::from(cfg.surb_target);
+    (estimate, ceiling.saturating_sub(estimate))
 }
 
 fn gone() -> io::Error {

@@ -30,6 +30,9 @@ pub struct StreamMetrics {
     /// SURB requests from the peer that asked for more than our policy grants (the
     /// grant was capped at what the peer can use).
     pub surb_requests_capped: u64,
+    /// Times payload (data, a retransmission or the FIN) waited in the stream because
+    /// the reply SURBs for the opener were down to the ack reserve (listener side).
+    pub surb_stalls: u64,
     /// Times a write found no credit or send-buffer room and had to wait.
     pub credit_stalls: u64,
     /// Inbound frames refused because a buffer bound or budget was hit.

@@ -24,6 +24,13 @@ pub(crate) struct PeerState {
     pub(crate) credit: u64,
     /// Stream ids with orphan data held for it.
     pub(crate) orphan_ids: usize,
+    /// When a frame from it last arrived on any of its streams.
+    pub(crate) last_heard: Option<std::time::Instant>,
+    /// Peers we opened streams to: reply SURBs we attached for them on all streams.
+    pub(crate) surbs_sent: u64,
+    /// Peers we opened streams to: frames they sent back on all streams (each used at
+    /// least one of our SURBs).
+    pub(crate) replies_seen: u64,
 }
 
 impl PeerState {
@@ -96,6 +103,21 @@ impl<P: Copy + Eq + Hash> Peers<P> {
     /// The state of one peer (empty if it holds none).
     pub(crate) fn get(&self, peer: &P) -> PeerState {
         self.map.get(peer).copied().unwrap_or_default()
+    }
+
+    /// Notes that a frame from `peer` arrived (only for peers that hold state).
+    pub(crate) fn heard(&mut self, peer: &P, now: std::time::Instant, reply: bool) {
+        if let Some(p) = self.map.get_mut(peer) {
+            p.last_heard = Some(now);
+            p.replies_seen += u64::from(reply);
+        }
+    }
+
+    /// Notes reply SURBs attached for `peer`.
+    pub(crate) fn surbs_sent(&mut self, peer: &P, surbs: u32) {
+        if let Some(p) = self.map.get_mut(peer) {
+            p.surbs_sent += u64::from(surbs);
+        }
     }
 
     /// Number of peers holding state.

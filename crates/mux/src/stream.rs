@@ -22,7 +22,11 @@ use crate::transport::Destination;
 pub const INITIAL_CREDIT: u64 = 64 * 1024;
 
 /// SURBs a replier reserves for its acknowledgements when it asks for more.
-const ACK_SURB_RESERVE: u32 = 4;
+pub(crate) const ACK_SURB_RESERVE: u32 = 4;
+
+/// How soon payload held back for lack of reply SURBs looks at the stock again (an
+/// inbound frame from the opener, which may carry SURBs, looks at once).
+const SURB_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What the peer turned out to speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,8 +171,13 @@ pub(crate) struct StreamState<A, T> {
     replies_seen: u64,
     // Opener side: when we last granted a SURB request.
     last_surb_grant: Option<Instant>,
+    /// Opener side: the peer-wide SURB estimate and the room under the peer's ceiling,
+    /// set by the core before this stream transmits or handles a frame.
+    pub(crate) peer_surbs: Option<(u64, u64)>,
     // Replier side: when we last asked for SURBs.
     last_surb_request: Option<Instant>,
+    // Replier side: when payload last had to wait for reply SURBs (see `surb_starved`).
+    surb_blocked_at: Option<Instant>,
 
     // Liveness.
     keepalive_interval: std::time::Duration,
@@ -177,6 +186,12 @@ pub(crate) struct StreamState<A, T> {
     last_recv: Instant,
     last_data: Instant,
     pings_outstanding: u32,
+    /// Zero-credit probes sent since the credit last opened (their backoff).
+    probes: u32,
+    last_probe: Option<Instant>,
+    /// When the core last heard from this stream's peer on any stream; refreshed
+    /// before timers fire (see [`Self::heard_at`]).
+    pub(crate) peer_heard: Option<Instant>,
     next_ping_nonce: u32,
     need_ping: bool,
     reaped: bool,
@@ -290,13 +305,18 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             surbs_sent: 0,
             replies_seen: 0,
             last_surb_grant: None,
+            peer_surbs: None,
             last_surb_request: None,
+            surb_blocked_at: None,
             keepalive_interval: cfg.keepalive_interval,
             keepalive_max_missed: cfg.keepalive_max_missed.max(1),
             idle_timeout: cfg.idle_timeout,
             last_recv: now,
             last_data: now,
             pings_outstanding: 0,
+            probes: 0,
+            last_probe: None,
+            peer_heard: None,
             next_ping_nonce: 1,
             need_ping: false,
             reaped: false,
@@ -719,6 +739,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.is_outbound() {
             self.replies_seen += 1;
         }
+        // The opener's message may have brought SURBs.
+        self.surb_blocked_at = None;
         let before = self.inbound_bytes() as isize;
         if self.reaped && self.reset.is_none() {
             self.on_frame_after_reap(header);
@@ -1055,6 +1077,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if ack.max_data > self.peer_max_data {
             self.peer_max_data = ack.max_data;
             self.wake_write = true;
+            self.probes = 0;
+            self.last_probe = None;
         }
         if self.is_outbound() {
             self.on_surb_request(ack.surbs_wanted, now);
@@ -1104,6 +1128,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         // transmit that sends them removes the stream, so no due deadline is kept.
         consider(self.finished_at.map(|t| t + self.linger), true);
         consider(self.suspects.iter().map(|&(_, at)| at).min(), false);
+        consider(self.surb_blocked_at.map(|t| t + SURB_RETRY), false);
         if !self.reaped && self.write_error.is_none() && self.reset.is_none() {
             consider(self.idle_deadline(), false);
             consider(self.keepalive_due_at(), false);
@@ -1131,7 +1156,14 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         }
         if let (Some(at), false) = (self.open_sent_at, self.established) {
             if !self.need_open && at + self.rtt.rto() <= now {
-                if self.open_tries >= self.max_retransmits {
+                // As for frames: a peer heard from on other streams gets more tries.
+                let peer_alive = self.heard_at() + self.rtt.rto() > now;
+                let limit = if peer_alive {
+                    self.max_retransmits.saturating_mul(4)
+                } else {
+                    self.max_retransmits
+                };
+                if self.open_tries >= limit {
                     self.fail_timeout("the peer never answered the Open");
                     return;
                 }
@@ -1145,6 +1177,11 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                     self.ack_now = true;
                 }
             }
+        }
+        if self.surb_blocked_at.is_some_and(|t| t + SURB_RETRY <= now) {
+            // The network may have received SURBs meanwhile (its own top-up requests
+            // do not pass through us): look at the stock again.
+            self.surb_blocked_at = None;
         }
         if !self.suspects.is_empty() {
             let mut due = Vec::new();
@@ -1177,8 +1214,18 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                         });
                     if let Some(seq) = oldest {
                         // `max_retransmits` counts transmissions (as for the Open).
+                        // While the peer is heard from (on any stream) within the last
+                        // RTO the path works and the frame is only queued somewhere (a
+                        // busy link, replies waiting for SURBs): it gets up to four
+                        // times as many tries before the stream gives up.
                         let sent = self.send_buf.retransmits(seq).unwrap_or(0) + 1;
-                        if sent >= self.max_retransmits {
+                        let peer_alive = self.heard_at() + rto > now;
+                        let limit = if peer_alive {
+                            self.max_retransmits.saturating_mul(4)
+                        } else {
+                            self.max_retransmits
+                        };
+                        if sent >= limit {
                             self.fail_timeout("a frame was not acknowledged after the maximum number of retransmissions");
                             return;
                         }
@@ -1229,8 +1276,20 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             }
             self.need_ping = true;
             self.pings_outstanding += 1;
+            if self.credit_blocked() {
+                // A zero-credit probe: the next one waits twice as long.
+                self.probes = self.probes.saturating_add(1);
+                self.last_probe = Some(now);
+            }
         }
         false
+    }
+
+    /// When we last heard from this stream's peer on any stream (per-peer liveness:
+    /// a peer busy sending other streams' frames is alive), or from this stream.
+    fn heard_at(&self) -> Instant {
+        self.peer_heard
+            .map_or(self.last_recv, |p| p.max(self.last_recv))
     }
 
     /// When the next keepalive ping is due, for established streams whose read side
@@ -1244,15 +1303,24 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         }
         // A writer stuck on zero credit probes sooner (like TCP's persist timer): the
         // Ping makes the peer repeat its ack, so a lost window update costs one RTO,
-        // not a keepalive interval.
-        let interval = if self.credit_blocked() {
-            self.keepalive_interval.min(self.rtt.rto())
-        } else {
-            self.keepalive_interval
-        };
-        interval
+        // not a keepalive interval. Probes back off (RTO, 2 RTO, 4 RTO, … up to the
+        // keepalive interval) until the credit opens, whatever else arrives meanwhile.
+        if self.credit_blocked() {
+            let backoff = self
+                .rtt
+                .rto()
+                .checked_mul(1u32 << self.probes.min(16))
+                .unwrap_or(self.keepalive_interval)
+                .min(self.keepalive_interval);
+            let base = self
+                .last_probe
+                .map_or(self.last_recv, |p| p.max(self.last_recv));
+            return base.checked_add(backoff);
+        }
+        // Keepalive proper: silence from the whole peer, not just this stream.
+        self.keepalive_interval
             .checked_mul(self.pings_outstanding + 1)
-            .and_then(|w| self.last_recv.checked_add(w))
+            .and_then(|w| self.heard_at().checked_add(w))
     }
 
     /// Whether bytes wait that the peer's credit does not let us frame.
@@ -1396,7 +1464,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.is_outbound() || !self.extended() || self.ack_pending {
             return;
         }
-        if self.surb_request(stock) < 8 {
+        // Ask before running dry: once a few frames' worth is missing, or as soon as
+        // payload had to wait for SURBs.
+        let threshold = if self.surb_starved(stock) { 1 } else { 8 };
+        if self.surb_request(stock) < threshold {
             return;
         }
         let interval = self.rtt.srtt().unwrap_or(self.rtt.rto());
@@ -1416,15 +1487,26 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.reset.is_some() {
             return false;
         }
+        let payload_ready = self.surb_blocked_at.is_none()
+            && (!self.retransmit_queue.is_empty()
+                || self.data_sendable(now)
+                || self.fin_sendable());
         self.need_open
             || self.need_open_ack
             || self.need_pong.is_some()
             || self.need_ping
-            || !self.retransmit_queue.is_empty()
-            || self.data_sendable(now)
-            || self.fin_sendable()
+            || payload_ready
             || (self.ack_due(now) && self.extended())
             || (self.surbs_wanted() && self.extended())
+    }
+
+    /// Listener side: whether the reply SURBs we hold for the opener are down to the
+    /// ack reserve. Then data, retransmissions and the FIN wait in the stream (not in
+    /// the network's queue of replies waiting for SURBs, where acks would queue behind
+    /// them and the opener would resend what already arrived), and the reserve carries
+    /// acks and control frames.
+    fn surb_starved(&self, stock: Option<u32>) -> bool {
+        !self.is_outbound() && self.extended() && stock.is_some_and(|n| n <= ACK_SURB_RESERVE)
     }
 
     /// Whether the stream can leave the table.
@@ -1477,12 +1559,16 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         } else if first {
             self.initial_surbs
         } else {
-            let estimate = self.surbs_sent.saturating_sub(self.replies_seen);
+            let (estimate, room) = self.surb_estimate();
+            // What the peer's ceiling no longer allows is not owed any more (or an ack
+            // carrying nothing would be sent again and again).
+            self.surbs_owed = self.surbs_owed.min(u32::try_from(room).unwrap_or(u32::MAX));
             let estimate = u32::try_from(estimate).unwrap_or(u32::MAX);
             let top_up = if estimate < self.surb_low_water || self.surbs_owed > 0 {
                 self.surb_target
                     .saturating_sub(estimate)
                     .max(self.surbs_owed)
+                    .min(u32::try_from(room).unwrap_or(u32::MAX))
             } else {
                 0
             };
@@ -1504,8 +1590,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             return;
         }
         let ceiling = self.surb_ceiling();
-        let estimate = self.surbs_sent.saturating_sub(self.replies_seen);
-        let room = u64::from(ceiling).saturating_sub(estimate) as u32;
+        let (estimate, peer_room) = self.surb_estimate();
+        let room = u64::from(ceiling).saturating_sub(estimate).min(peer_room) as u32;
         let grant = u32::from(wanted).min(room);
         if grant < u32::from(wanted) {
             self.metrics.surb_requests_capped += 1;
@@ -1516,9 +1602,19 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         self.surbs_owed = grant;
     }
 
+    /// Our estimate of the reply SURBs the peer holds for us, and how many more its
+    /// ceiling allows. SURBs belong to the sender tag, not to one stream, so the core
+    /// supplies the peer-wide figures (SURBs sent on all streams minus frames received
+    /// on all streams, each of which used at least one); a stream alone falls back on
+    /// its own counts.
+    fn surb_estimate(&self) -> (u64, u64) {
+        self.peer_surbs
+            .unwrap_or((self.surbs_sent.saturating_sub(self.replies_seen), u64::MAX))
+    }
+
     /// Most SURBs the peer can usefully hold for this stream: one per frame of the
     /// receive window it may fill (frames of the largest payload) plus its ack reserve.
-    pub(crate) fn surb_ceiling(&self) -> u32 {
+    fn surb_ceiling(&self) -> u32 {
         let frames = (self.window as usize).div_ceil(self.frame_payload) as u32;
         frames + ACK_SURB_RESERVE + self.surb_target
     }
@@ -1635,6 +1731,18 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             let surbs = self.surbs_for(false);
             return Some(self.finish(Bytes::copy_from_slice(&hdr.to_bytes()), surbs));
         }
+        if self.surb_starved(stock)
+            && (!self.retransmit_queue.is_empty() || self.data_sendable(now) || self.fin_sendable())
+        {
+            // Keep the reserve for acks; look again shortly or when the opener's next
+            // frame (which may carry SURBs) arrives. The ack below asks for more.
+            self.surb_blocked_at = Some(now);
+            self.metrics.surb_stalls += 1;
+            if self.extended() && (self.ack_due(now) || self.surbs_wanted()) {
+                return self.poll_ack(now, stock);
+            }
+            return None;
+        }
         while let Some(seq) = self.retransmit_queue.pop_front() {
             let Some(seg) = self.send_buf.get(seq).cloned() else {
                 continue;
@@ -1689,14 +1797,19 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             return Some(self.finish(frame, surbs));
         }
         if self.extended() && (self.ack_due(now) || self.surbs_wanted()) {
-            let ack = self.build_ack(stock);
-            let mut buf = BytesMut::with_capacity(lp_frame::HEADER_LEN + ack.encoded_len());
-            buf.put_slice(&self.header(MessageType::Ack, 0).to_bytes());
-            ack.encode(&mut buf);
-            let surbs = self.surbs_for(false);
-            return Some(self.finish(buf.freeze(), surbs));
+            return self.poll_ack(now, stock);
         }
         None
+    }
+
+    /// A standalone Ack frame.
+    fn poll_ack(&mut self, _now: Instant, stock: Option<u32>) -> Option<OutFrame> {
+        let ack = self.build_ack(stock);
+        let mut buf = BytesMut::with_capacity(lp_frame::HEADER_LEN + ack.encoded_len());
+        buf.put_slice(&self.header(MessageType::Ack, 0).to_bytes());
+        ack.encode(&mut buf);
+        let surbs = self.surbs_for(false);
+        Some(self.finish(buf.freeze(), surbs))
     }
 
     fn ack_max_len(&self) -> usize {
