@@ -143,6 +143,12 @@ pub struct Core<A, T> {
     accept_queue: VecDeque<(LocalId, Instant)>,
     /// Whether an application accepts streams; without one an `Open` is refused.
     listening: bool,
+    /// Peer-opened streams that left the table recently, until when they are
+    /// remembered (TIME_WAIT): a late retransmitted `Open` is not a new stream.
+    recently_closed: HashMap<(T, StreamId), Instant>,
+    recently_closed_order: VecDeque<((T, StreamId), Instant)>,
+    /// `Reset(UNKNOWN_STREAM)` answers sent in the current one-second window.
+    unknown_replies: (Instant, u32),
     orphans: Orphans<T>,
     /// Per-peer sessions: streams, backlog, orphans and the connection receive window.
     peers: Peers<Destination<A, T>>,
@@ -201,6 +207,9 @@ where
             rng,
             accept_queue: VecDeque::new(),
             listening: true,
+            recently_closed: HashMap::new(),
+            recently_closed_order: VecDeque::new(),
+            unknown_replies: (Instant::now(), 0),
             orphans,
             peers,
             ready: VecDeque::new(),
@@ -563,6 +572,20 @@ where
             self.deliver(now, local, header, payload);
             return;
         }
+        if self
+            .recently_closed
+            .get(&key)
+            .is_some_and(|&until| until > now)
+        {
+            // A late frame of a stream that ended (a retransmitted Open, a FIN resent
+            // after our linger): never a new stream.
+            if header.msg_type == MessageType::Open {
+                self.metrics.duplicate_opens += 1;
+            } else {
+                self.metrics.unknown_stream_frames += 1;
+            }
+            return;
+        }
         match header.msg_type {
             MessageType::Open => self.on_open(now, tag, header),
             _ if self.inbound_ids.contains_key(&header.stream_id) => {
@@ -571,11 +594,60 @@ where
                 self.metrics.wrong_sender += 1;
             }
             MessageType::Data | MessageType::Close => self.hold_orphan(now, key, header, payload),
+            MessageType::Ack | MessageType::Ping => {
+                // The peer believes in a stream we do not have (our Reset may have been
+                // lost): tell it, so it does not wait for its keepalive to fail.
+                self.metrics.unknown_stream_frames += 1;
+                self.answer_unknown(now, tag, header.stream_id);
+            }
             _ => {
-                // Acks, pings, resets for streams we do not know: nothing to do.
+                // Resets, pongs, open-acks for streams we do not know: nothing to do
+                // (answering a Reset with a Reset could loop).
                 self.metrics.unknown_stream_frames += 1;
             }
         }
+    }
+
+    /// Remembers a peer-opened stream that left the table, for twice the largest RTO,
+    /// in a bounded memory (the oldest entries go first).
+    fn remember_closed(&mut self, key: (T, StreamId), now: Instant) {
+        const MAX_RECENTLY_CLOSED: usize = 4096;
+        let until = now + self.cfg.max_rto * 2;
+        while let Some(&(old, at)) = self.recently_closed_order.front() {
+            if at > now && self.recently_closed_order.len() < MAX_RECENTLY_CLOSED {
+                break;
+            }
+            self.recently_closed_order.pop_front();
+            if self.recently_closed.get(&old) == Some(&at) {
+                self.recently_closed.remove(&old);
+            }
+        }
+        self.recently_closed.insert(key, until);
+        self.recently_closed_order.push_back((key, until));
+    }
+
+    /// Answers a frame for a stream we do not know with `Reset(UNKNOWN_STREAM)`, at
+    /// most `UNKNOWN_REPLIES_PER_SECOND` times a second (a flood costs us nothing more).
+    fn answer_unknown(&mut self, now: Instant, tag: T, id: StreamId) {
+        const UNKNOWN_REPLIES_PER_SECOND: u32 = 16;
+        if self.cfg.legacy_mode {
+            return;
+        }
+        let (since, sent) = &mut self.unknown_replies;
+        if now.saturating_duration_since(*since) >= std::time::Duration::from_secs(1) {
+            *since = now;
+            *sent = 0;
+        }
+        if *sent >= UNKNOWN_REPLIES_PER_SECOND || self.control.len() >= MAX_CONTROL_QUEUE {
+            return;
+        }
+        *sent += 1;
+        self.metrics.unknown_stream_resets += 1;
+        self.control.push_back(reset_transmit(
+            id,
+            Destination::Reply(tag),
+            reset_code::UNKNOWN_STREAM,
+        ));
     }
 
     /// Holds a frame that overtook its `Open`, within the orphan store's bounds and
@@ -659,38 +731,31 @@ where
 
     /// Answers an `Open` we do not take with `Reset(REFUSED)` and drops what the
     /// peer sent ahead of it.
-    fn refuse_open(&mut self, tag: T, id: StreamId, why: &str) {
+    fn refuse_open(&mut self, now: Instant, tag: T, id: StreamId, why: &str) {
         tracing::debug!(stream = %id, why, "open refused");
         self.metrics.opens_refused += 1;
+        // Frames following a refused Open are dropped, not held as orphans.
+        self.remember_closed((tag, id), now);
         let _ = self.take_orphans(&(tag, id));
         if !self.cfg.legacy_mode && self.control.len() < MAX_CONTROL_QUEUE {
-            let mut buf = bytes::BytesMut::with_capacity(lp_frame::HEADER_LEN + 4);
-            bytes::BufMut::put_slice(
-                &mut buf,
-                &StreamHeader::new(id, MessageType::Reset, 0).to_bytes(),
-            );
-            Reset {
-                code: reset_code::REFUSED,
-            }
-            .encode(&mut buf);
-            self.control.push_back(Transmit {
-                to: Destination::Reply(tag),
-                payload: buf.freeze(),
-                reply_surbs: 0,
-            });
+            self.control.push_back(reset_transmit(
+                id,
+                Destination::Reply(tag),
+                reset_code::REFUSED,
+            ));
         }
     }
 
     fn on_open(&mut self, now: Instant, tag: T, header: StreamHeader) {
         let id = header.stream_id;
         if !self.listening {
-            self.refuse_open(tag, id, "nobody accepts streams (no listener)");
+            self.refuse_open(now, tag, id, "nobody accepts streams (no listener)");
             return;
         }
         if self.accept_queue.len() >= self.cfg.accept_backlog
             || self.live_inbound >= self.cfg.max_inbound_streams
         {
-            self.refuse_open(tag, id, "backlog or stream limit full");
+            self.refuse_open(now, tag, id, "backlog or stream limit full");
             return;
         }
         let peer_extended = header.reserved & ext::CAP_EXTENDED != 0;
@@ -699,7 +764,7 @@ where
         let reserve = StreamState::<A, T>::initial_reservation(peer_extended, &self.cfg);
         if let Err(r) = self.peers.admit(&Destination::Reply(tag), reserve) {
             self.metrics.peer_limit_refusals += 1;
-            self.refuse_open(tag, id, r.why());
+            self.refuse_open(now, tag, id, r.why());
             return;
         }
         let local = self.alloc_local();
@@ -892,7 +957,7 @@ where
                 .update(s.peer, |p| p.credit = p.credit + held - before);
         }
         if s.removable(now) {
-            self.remove(local);
+            self.remove(local, now);
             return;
         }
         if !s.in_ready && s.wants_transmit(now) {
@@ -907,7 +972,7 @@ where
         }
     }
 
-    fn remove(&mut self, local: LocalId) {
+    fn remove(&mut self, local: LocalId, now: Instant) {
         let Some(s) = self.streams.remove(&local) else {
             return;
         };
@@ -928,6 +993,7 @@ where
             }
             Destination::Reply(tag) => {
                 self.inbound.remove(&(tag, s.id));
+                self.remember_closed((tag, s.id), now);
                 if let Some(n) = self.inbound_ids.get_mut(&s.id) {
                     *n -= 1;
                     if *n == 0 {
@@ -948,7 +1014,7 @@ fn peer_surbs<A, T>(
     peers: &Peers<Destination<A, T>>,
     peer: &Destination<A, T>,
     cfg: &MuxConfig,
-) -> (u64, u64)
+) -> (u32, u32)
 where
     A: Copy + Eq + Hash,
     T: Copy + Eq + Hash,
@@ -957,7 +1023,23 @@ where
     let estimate = p.surbs_sent.saturating_sub(p.replies_seen);
     let frames = p.credit.div_ceil(cfg.frame_payload() as u64);
     let ceiling = frames + u64::from(crate::stream::ACK_SURB_RESERVE) + u64::from(cfg.surb_target);
-    (estimate, ceiling.saturating_sub(estimate))
+    let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    (clamp(estimate), clamp(ceiling.saturating_sub(estimate)))
+}
+
+/// A stateless `Reset` frame for stream `id`.
+fn reset_transmit<A, T>(id: StreamId, to: Destination<A, T>, code: u32) -> Transmit<A, T> {
+    let mut buf = bytes::BytesMut::with_capacity(lp_frame::HEADER_LEN + 4);
+    bytes::BufMut::put_slice(
+        &mut buf,
+        &StreamHeader::new(id, MessageType::Reset, 0).to_bytes(),
+    );
+    Reset { code }.encode(&mut buf);
+    Transmit {
+        to,
+        payload: buf.freeze(),
+        reply_surbs: 0,
+    }
 }
 
 fn gone() -> io::Error {

@@ -68,6 +68,9 @@ pub struct ClientMetrics {
     pub wrong_sender: u64,
     /// Frames for unknown streams that were dropped.
     pub unknown_stream_frames: u64,
+    /// `Reset(UNKNOWN_STREAM)` answers sent for frames of streams we do not have
+    /// (rate-limited).
+    pub unknown_stream_resets: u64,
     /// Frames held because they overtook their `Open`.
     pub orphan_frames_held: u64,
     /// Orphan frames dropped (bounds or age).

@@ -173,9 +173,13 @@ pub(crate) struct StreamState<A, T> {
     last_surb_grant: Option<Instant>,
     /// Opener side: the peer-wide SURB estimate and the room under the peer's ceiling,
     /// set by the core before this stream transmits or handles a frame.
-    pub(crate) peer_surbs: Option<(u64, u64)>,
+    pub(crate) peer_surbs: Option<(u32, u32)>,
     // Replier side: when we last asked for SURBs.
     last_surb_request: Option<Instant>,
+    // Replier side: SURBs asked for in our last request, and replies sent since.
+    surbs_asked: u16,
+    replies_since_ask: u16,
+    last_ask_at: Option<Instant>,
     // Replier side: when payload last had to wait for reply SURBs (see `surb_starved`).
     surb_blocked_at: Option<Instant>,
 
@@ -187,7 +191,7 @@ pub(crate) struct StreamState<A, T> {
     last_data: Instant,
     pings_outstanding: u32,
     /// Zero-credit probes sent since the credit last opened (their backoff).
-    probes: u32,
+    probes: u8,
     last_probe: Option<Instant>,
     /// When the core last heard from this stream's peer on any stream; refreshed
     /// before timers fire (see [`Self::heard_at`]).
@@ -307,6 +311,9 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             last_surb_grant: None,
             peer_surbs: None,
             last_surb_request: None,
+            surbs_asked: 0,
+            replies_since_ask: 0,
+            last_ask_at: None,
             surb_blocked_at: None,
             keepalive_interval: cfg.keepalive_interval,
             keepalive_max_missed: cfg.keepalive_max_missed.max(1),
@@ -825,7 +832,15 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             MessageType::Ack => {
                 if self.local_extended {
                     match Ack::parse(&payload) {
-                        Ok((ack, _)) => self.on_ack(&ack, now),
+                        Ok((ack, _)) => {
+                            if self.is_outbound() && !self.established {
+                                // Only a listener that has the stream acks it: as good as
+                                // its OpenAck for establishment (PROTOCOL.md §7.2).
+                                self.established = true;
+                                self.wake_established = true;
+                            }
+                            self.on_ack(&ack, now)
+                        }
                         Err(e) => tracing::debug!(error = %e, "malformed ack dropped"),
                     }
                 }
@@ -1467,7 +1482,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         // Ask before running dry: once a few frames' worth is missing, or as soon as
         // payload had to wait for SURBs.
         let threshold = if self.surb_starved(stock) { 1 } else { 8 };
-        if self.surb_request(stock) < threshold {
+        if self.surb_request(stock, now) < threshold {
             return;
         }
         let interval = self.rtt.srtt().unwrap_or(self.rtt.rto());
@@ -1608,8 +1623,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// on all streams, each of which used at least one); a stream alone falls back on
     /// its own counts.
     fn surb_estimate(&self) -> (u64, u64) {
-        self.peer_surbs
-            .unwrap_or((self.surbs_sent.saturating_sub(self.replies_seen), u64::MAX))
+        match self.peer_surbs {
+            Some((estimate, room)) => (u64::from(estimate), u64::from(room)),
+            None => (self.surbs_sent.saturating_sub(self.replies_seen), u64::MAX),
+        }
     }
 
     /// Most SURBs the peer can usefully hold for this stream: one per frame of the
@@ -1620,27 +1637,44 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     }
 
     /// How many more SURBs we (the replier) ask the opener for.
-    fn surb_request(&self, stock: Option<u32>) -> u16 {
+    fn surb_request(&self, stock: Option<u32>, now: Instant) -> u16 {
         if self.is_outbound() {
             return 0;
         }
         let bytes = self.pending.len() + self.retransmit_queue.len() * self.frame_payload;
         let need = bytes.div_ceil(self.frame_payload) as u32 + ACK_SURB_RESERVE;
-        let want = need.saturating_sub(stock.unwrap_or(0));
+        // Where the network does not report the stock (the real Nym client), estimate
+        // it: what we asked for last time, less the replies sent since (each used one).
+        // Otherwise every request would ask for the whole need again.
+        // An ask counts for a few round trips only: a grant that never came is asked
+        // for again.
+        let stock = stock.unwrap_or_else(|| {
+            let fresh = self
+                .last_ask_at
+                .is_some_and(|t| t + self.rtt.rto() * 4 > now);
+            if fresh {
+                u32::from(self.surbs_asked.saturating_sub(self.replies_since_ask))
+            } else {
+                0
+            }
+        });
+        let want = need.saturating_sub(stock);
         want.min(u32::from(u16::MAX)) as u16
     }
 
-    fn build_ack(&mut self, stock: Option<u32>) -> Ack {
+    fn build_ack(&mut self, stock: Option<u32>, now: Instant) -> Ack {
         // The window, as far as the peer's connection window allows; never less than
         // what was already promised.
         let max_data = (self.consumed + self.window)
             .min(self.advertised_max.saturating_add(self.credit_room))
             .max(self.advertised_max);
-        let mut ack = Ack::new(
-            self.reorder.cumulative_ack().get(),
-            max_data,
-            self.surb_request(stock),
-        );
+        let asked = self.surb_request(stock, now);
+        if asked > 0 {
+            self.surbs_asked = asked;
+            self.replies_since_ask = 0;
+            self.last_ask_at = Some(now);
+        }
+        let mut ack = Ack::new(self.reorder.cumulative_ack().get(), max_data, asked);
         for r in self.reorder.sack_ranges(ext::MAX_SACK_BLOCKS) {
             ack.push_sack(SackBlock {
                 start: r.start.get(),
@@ -1671,6 +1705,9 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         );
         self.metrics.frames_sent += 1;
         self.metrics.surbs_attached += u64::from(surbs);
+        if !self.is_outbound() {
+            self.replies_since_ask = self.replies_since_ask.saturating_add(1);
+        }
         OutFrame {
             payload,
             reply_surbs: surbs,
@@ -1750,7 +1787,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             self.send_buf.mark_retransmitted(seq, now);
             self.metrics.retransmits += 1;
             tracing::trace!(seq = seq.get(), "retransmit");
-            let frame = self.encode_segment(seq, &seg, stock);
+            let frame = self.encode_segment(seq, &seg, stock, now);
             let surbs = self.surbs_for(false);
             return Some(self.finish(frame, surbs));
         }
@@ -1771,7 +1808,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             self.send_offset += n as u64;
             let seg = Segment::Data(chunk);
             let seq = self.send_buf.push(seg.clone(), now);
-            let frame = self.encode_segment(seq, &seg, stock);
+            let frame = self.encode_segment(seq, &seg, stock, now);
             if !self.reliable() {
                 // Nothing waits for an ack: the room is free now, so a writer blocked
                 // on the send buffer must hear it (a reference peer never acks).
@@ -1792,7 +1829,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             let seg = Segment::Fin(self.abort_code);
             let seq = self.send_buf.push(seg.clone(), now);
             self.fin_seq = Some(seq);
-            let frame = self.encode_segment(seq, &seg, stock);
+            let frame = self.encode_segment(seq, &seg, stock, now);
             let surbs = self.surbs_for(false);
             return Some(self.finish(frame, surbs));
         }
@@ -1803,8 +1840,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     }
 
     /// A standalone Ack frame.
-    fn poll_ack(&mut self, _now: Instant, stock: Option<u32>) -> Option<OutFrame> {
-        let ack = self.build_ack(stock);
+    fn poll_ack(&mut self, now: Instant, stock: Option<u32>) -> Option<OutFrame> {
+        let ack = self.build_ack(stock, now);
         let mut buf = BytesMut::with_capacity(lp_frame::HEADER_LEN + ack.encoded_len());
         buf.put_slice(&self.header(MessageType::Ack, 0).to_bytes());
         ack.encode(&mut buf);
@@ -1818,7 +1855,13 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
 
     /// Encodes a Data or Close frame, piggybacking a pending ack when both sides
     /// speak the extensions.
-    fn encode_segment(&mut self, seq: Seq, seg: &Segment, stock: Option<u32>) -> Bytes {
+    fn encode_segment(
+        &mut self,
+        seq: Seq,
+        seg: &Segment,
+        stock: Option<u32>,
+        now: Instant,
+    ) -> Bytes {
         let (t, body_len) = match seg {
             Segment::Data(b) => (MessageType::Data, b.len()),
             Segment::Fin(code) => (
@@ -1832,7 +1875,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         let piggyback = self.extended()
             && self.ack_pending
             && body_len + self.ack_max_len() <= self.frame_payload;
-        let ack = piggyback.then(|| self.build_ack(stock));
+        let ack = piggyback.then(|| self.build_ack(stock, now));
         let ack_len = ack.as_ref().map_or(0, Ack::encoded_len);
         let mut hdr = self.header(t, seq.get());
         if ack.is_some() {

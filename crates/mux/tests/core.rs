@@ -856,3 +856,71 @@ fn a_reset_before_the_open_left_sends_nothing_at_all() {
     assert!(w.log.iter().all(|p| p.from != A), "A sent {:?}", w.log);
     assert_eq!(w.a.stream_count(), 0);
 }
+
+/// An Ack from the listener establishes the stream even if its OpenAck was lost, as
+/// PROTOCOL.md §7.2 says (the code used to wait for OpenAck, Data or Close).
+#[test]
+fn an_ack_establishes_an_opened_stream_whose_open_ack_was_lost() {
+    let mut w = Wire::default_pair();
+    let now = w.now;
+    let (la, _) = w.a.open(now, B, None).unwrap();
+    w.write_all(A, la, &pattern(3000, 4));
+    w.run_with(
+        Duration::from_secs(3),
+        &mut |p| {
+            if p.kind() == MessageType::OpenAck {
+                Fate::Drop
+            } else {
+                Fate::Deliver
+            }
+        },
+        &mut |w| w.sent(B, MessageType::Ack) > 0,
+    );
+    assert!(w.sent(B, MessageType::Ack) > 0, "B acked");
+    assert_eq!(w.sent(B, MessageType::Data), 0);
+    assert!(w.a.established(la).unwrap());
+}
+
+/// Where the network does not report the SURB stock (the real Nym client), a listener
+/// does not ask for its whole need in every ack: what it asked for and has not used
+/// yet counts as stock.
+#[test]
+fn a_listener_with_an_unknown_surb_stock_does_not_repeat_its_request() {
+    let mut w = Wire::default_pair();
+    let (la, lb) = w.open_pair();
+    let now = w.now;
+    // B has 30 frames to send but its transport lets nothing out yet.
+    let data = pattern(30 * 1585, 5);
+    w.core(B).write(now, lb, &data);
+    w.core(B).flush(now, lb);
+    let mut asked = Vec::new();
+    for round in 0..3u64 {
+        // A sends something so B owes an ack; B's transport takes one frame a round.
+        w.write_all(A, la, &pattern(100, round));
+        let t = w.now;
+        while let Some(tx) = w.a.poll_transmit(t, &|_| None) {
+            w.b.handle_inbound(
+                t,
+                mux::Inbound {
+                    payload: tx.payload,
+                    sender_tag: Some(common::wire::tag_of(A)),
+                },
+            );
+        }
+        w.now += Duration::from_secs(2);
+        let t = w.now;
+        w.b.handle_timeout(t);
+        if let Some(tx) = w.b.poll_transmit(t, &|_| None) {
+            let f = lp_frame::OwnedStreamFrame::parse(tx.payload).unwrap();
+            if f.header.reserved & lp_frame::ext::FLAG_ACK != 0
+                || f.header.msg_type == MessageType::Ack
+            {
+                let (ack, _) = lp_frame::ext::Ack::parse(&f.payload).unwrap();
+                asked.push(ack.surbs_wanted);
+            }
+        }
+    }
+    assert!(asked[0] >= 30, "{asked:?}");
+    let later: u32 = asked[1..].iter().map(|&a| u32::from(a)).sum();
+    assert!(later < 30, "asked again for everything: {asked:?}");
+}

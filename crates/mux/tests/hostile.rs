@@ -176,7 +176,7 @@ fn forged_acks_for_unsent_data_are_ignored_and_counted() {
 }
 
 #[test]
-fn fin_reset_ack_and_ping_for_unknown_streams_do_nothing() {
+fn fin_reset_ack_and_ping_for_unknown_streams_keep_nothing() {
     let mut core = Core::<u8, u8>::new(MuxConfig::default());
     let t0 = Instant::now();
     let mut close = Vec::new();
@@ -200,8 +200,11 @@ fn fin_reset_ack_and_ping_for_unknown_streams_do_nothing() {
         );
     }
     assert_eq!(core.stream_count(), 0);
-    assert_eq!(drain(&mut core, t0), 0);
+    // Acks and Pings are answered with Reset(UNKNOWN_STREAM), 16 a second at most;
+    // nothing else is answered and nothing is kept.
+    assert_eq!(drain(&mut core, t0), 16);
     assert_eq!(core.metrics().unknown_stream_frames, 500);
+    assert_eq!(core.metrics().unknown_stream_resets, 16);
 }
 
 #[test]
@@ -667,4 +670,68 @@ fn per_peer_orphan_ids_and_the_number_of_peers_are_bounded() {
     assert_eq!(core.backlog(), 2);
     assert_eq!(refused_resets(&mut core, t0), 1);
     assert_eq!(core.inbound_bytes(), 0);
+}
+
+/// A retransmitted Open that arrives after the stream ended (and its linger passed) is
+/// not a phantom new stream, and data following a refused Open is not held.
+#[test]
+fn a_late_open_of_an_ended_stream_is_not_a_new_stream() {
+    let mut core = Core::<u8, u8>::new(MuxConfig::default());
+    let mut now = Instant::now();
+    let local = open(&mut core, now, 42);
+    core.reset(now, local, 9);
+    core.drop_handle(now, local, true, true);
+    drain(&mut core, now);
+    assert_eq!(core.stream_count(), 0);
+    now += Duration::from_secs(59);
+    from_peer(&mut core, now, frame(42, MessageType::Open, 0, 1, b""));
+    assert!(core.accept().is_none(), "a phantom stream");
+    assert_eq!(core.metrics().duplicate_opens, 1);
+    // Long after (twice the largest RTO), the id may be used again.
+    now += Duration::from_secs(121);
+    from_peer(&mut core, now, frame(42, MessageType::Open, 0, 1, b""));
+    assert!(core.accept().is_some());
+
+    core.set_listening(now, false);
+    from_peer(&mut core, now, frame(43, MessageType::Open, 0, 1, b""));
+    from_peer(
+        &mut core,
+        now,
+        frame(43, MessageType::Data, 0, 0, &[1u8; 500]),
+    );
+    assert_eq!(
+        core.inbound_bytes(),
+        0,
+        "data after a refused Open is not held"
+    );
+}
+
+/// An Ack or Ping for a stream we do not have is answered with Reset(UNKNOWN_STREAM),
+/// so the peer does not wait for its keepalive; a flood gets 16 answers a second.
+#[test]
+fn frames_for_unknown_streams_get_a_rate_limited_unknown_stream_reset() {
+    let mut core = Core::<u8, u8>::new(MuxConfig::default());
+    let t0 = Instant::now();
+    let mut ack = Vec::new();
+    Ack::new(0, 65536, 0).encode(&mut ack);
+    for id in 0..1000u64 {
+        from_peer(&mut core, t0, frame(id, MessageType::Ack, 0, 0, &ack));
+    }
+    let mut codes = Vec::new();
+    while let Some(t) = core.poll_transmit(t0, &|_| None) {
+        let f = lp_frame::OwnedStreamFrame::parse(t.payload).unwrap();
+        assert_eq!(f.header.msg_type, MessageType::Reset);
+        codes.push(Reset::parse(&f.payload).unwrap().code);
+    }
+    assert_eq!(codes.len(), 16);
+    assert!(codes.iter().all(|&c| c == reset_code::UNKNOWN_STREAM));
+    // A second later, more.
+    let t1 = t0 + Duration::from_secs(1);
+    from_peer(&mut core, t1, frame(5000, MessageType::Ping, 1, 0, b""));
+    assert!(core.poll_transmit(t1, &|_| None).is_some());
+    // Resets are never answered (no reset loops).
+    let mut rst = Vec::new();
+    Reset { code: 1 }.encode(&mut rst);
+    from_peer(&mut core, t1, frame(6000, MessageType::Reset, 0, 0, &rst));
+    assert!(core.poll_transmit(t1, &|_| None).is_none());
 }
