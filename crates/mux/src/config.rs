@@ -125,6 +125,11 @@ pub struct MuxConfig {
     /// are acknowledged before the network is released. Default: 15 s (three initial
     /// retransmission timeouts).
     pub drain_timeout: Duration,
+    /// Sequence number of the first Data frame of each direction. The protocol says 0
+    /// (PROTOCOL.md §3); both ends must agree, so change it only where both are
+    /// configured together, e.g. to test the wrap at 2³² without sending 4 billion
+    /// frames. Default: 0.
+    pub first_seq: u32,
     /// Seed of the random generator that picks stream ids; `None` seeds from the OS
     /// (through the standard library's hasher keys). Default: `None`.
     pub id_seed: Option<u64>,
@@ -169,6 +174,7 @@ impl Default for MuxConfig {
             keepalive_max_missed: 3,
             idle_timeout: Duration::from_secs(30 * 60),
             drain_timeout: Duration::from_secs(15),
+            first_seq: 0,
             id_seed: None,
         }
     }
@@ -262,6 +268,8 @@ setters! {
     with_idle_timeout: idle_timeout: Duration;
     /// Sets [`MuxConfig::drain_timeout`].
     with_drain_timeout: drain_timeout: Duration;
+    /// Sets [`MuxConfig::first_seq`].
+    with_first_seq: first_seq: u32;
     /// Sets [`MuxConfig::id_seed`].
     with_id_seed: id_seed: Option<u64>;
 }

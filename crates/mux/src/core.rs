@@ -157,7 +157,9 @@ pub struct Core<A, T> {
     control: VecDeque<Transmit<A, T>>,
     events: VecDeque<Event>,
     plain: VecDeque<Inbound<T>>,
-    inbound_bytes: usize,
+    /// Inbound bytes held by streams (the sum of what each last counted); orphan data
+    /// is counted by the orphan store.
+    stream_inbound: usize,
     live_inbound: usize,
     metrics: ClientMetrics,
 }
@@ -217,7 +219,7 @@ where
             control: VecDeque::new(),
             events: VecDeque::new(),
             plain: VecDeque::new(),
-            inbound_bytes: 0,
+            stream_inbound: 0,
             live_inbound: 0,
             metrics: ClientMetrics::default(),
         }
@@ -406,10 +408,7 @@ where
         f: impl FnOnce(&mut StreamState<A, T>) -> R,
     ) -> Option<R> {
         let s = self.streams.get_mut(&local)?;
-        let before = s.inbound_bytes();
         let out = f(s);
-        let after = s.inbound_bytes();
-        self.inbound_bytes = self.inbound_bytes + after - before;
         self.after(local, now);
         Some(out)
     }
@@ -465,7 +464,7 @@ where
     /// Counters of the whole client.
     pub fn metrics(&self) -> ClientMetrics {
         let mut m = self.metrics;
-        m.inbound_bytes = self.inbound_bytes as u64;
+        m.inbound_bytes = self.inbound_bytes() as u64;
         m.live_streams = self.streams.len() as u64;
         m
     }
@@ -477,7 +476,7 @@ where
 
     /// Bytes buffered inbound across all streams and orphans (bounded by the budget).
     pub fn inbound_bytes(&self) -> usize {
-        self.inbound_bytes
+        self.stream_inbound + self.orphans.bytes()
     }
 
     /// Number of peers that hold state with us (streams or orphan data).
@@ -505,7 +504,7 @@ where
     // ----- network input -----------------------------------------------------------
 
     fn budget_left(&self) -> usize {
-        self.cfg.inbound_budget.saturating_sub(self.inbound_bytes)
+        self.cfg.inbound_budget.saturating_sub(self.inbound_bytes())
     }
 
     /// Handles one message from the network.
@@ -676,7 +675,6 @@ where
                     self.metrics.orphan_frames_dropped += frames as u64;
                     self.peers
                         .update(Destination::Reply(tag), |p| p.orphan_ids -= ids);
-                    self.recount_inbound();
                 }
             }
             if !self.peers.may_hold_orphans(&peer) {
@@ -685,10 +683,8 @@ where
             }
         }
         let budget = self.budget_left();
-        let len = payload.len();
         match self.orphans.hold(key, header, payload, now, budget) {
             HoldOutcome::Held => {
-                self.inbound_bytes += len;
                 self.metrics.orphan_frames_held += 1;
                 if new_id {
                     self.peers.update(peer, |p| p.orphan_ids += 1);
@@ -702,7 +698,6 @@ where
     fn take_orphans(&mut self, key: &(T, StreamId)) -> Vec<crate::orphans::HeldFrame> {
         let held = self.orphans.take(key);
         if !held.is_empty() {
-            self.inbound_bytes -= held.iter().map(|f| f.payload.len()).sum::<usize>();
             self.peers
                 .update(Destination::Reply(key.0), |p| p.orphan_ids -= 1);
         }
@@ -720,13 +715,6 @@ where
             self.peers
                 .update(Destination::Reply(tag), |p| p.orphan_ids -= 1);
         }
-        self.recount_inbound();
-    }
-
-    /// Recomputes the inbound byte count after orphan data went.
-    fn recount_inbound(&mut self) {
-        let streams: usize = self.streams.values().map(|s| s.inbound_bytes()).sum();
-        self.inbound_bytes = streams + self.orphans.bytes();
     }
 
     /// Answers an `Open` we do not take with `Reset(REFUSED)` and drops what the
@@ -805,8 +793,7 @@ where
         if reply {
             s.peer_surbs = Some(peer_surbs(&self.peers, &s.peer, &self.cfg));
         }
-        let delta = s.on_frame(&header, payload, now, budget);
-        self.inbound_bytes = (self.inbound_bytes as isize + delta) as usize;
+        s.on_frame(&header, payload, now, budget);
         self.after(local, now);
     }
 
@@ -832,7 +819,7 @@ where
                 Destination::Reply(tag) => surb_stock(&tag),
                 Destination::Address(_) => None,
             };
-            s.credit_room = self.peers.growth_room(&s.peer, s.counted_credit);
+            s.credit_room = self.peers.growth_room(&s.peer, u64::from(s.counted_credit));
             if let Destination::Address(_) = s.peer {
                 s.peer_surbs = Some(peer_surbs(&self.peers, &s.peer, &self.cfg));
             }
@@ -949,12 +936,21 @@ where
             self.pending_opens -= 1;
             self.events.push_back(Event::OpenRoom);
         }
+        // The one place where a stream's buffered bytes and credit are counted into
+        // the client's and its peer's totals, whatever touched the stream.
+        let inbound = s.inbound_bytes() as u32;
+        if inbound != s.counted_inbound {
+            self.stream_inbound =
+                self.stream_inbound + inbound as usize - s.counted_inbound as usize;
+            s.counted_inbound = inbound;
+        }
         let held = s.credit_held();
-        if held != s.counted_credit {
-            let before = s.counted_credit;
-            s.counted_credit = held;
+        if held != u64::from(s.counted_credit) {
+            let before = u64::from(s.counted_credit);
+            s.counted_credit = u32::try_from(held).unwrap_or(u32::MAX);
+            let after = u64::from(s.counted_credit);
             self.peers
-                .update(s.peer, |p| p.credit = p.credit + held - before);
+                .update(s.peer, |p| p.credit = p.credit + after - before);
         }
         if s.removable(now) {
             self.remove(local, now);
@@ -981,8 +977,8 @@ where
             self.pending_opens -= 1;
             self.events.push_back(Event::OpenRoom);
         }
-        self.inbound_bytes -= s.inbound_bytes();
-        let counted = s.counted_credit;
+        self.stream_inbound -= s.counted_inbound as usize;
+        let counted = u64::from(s.counted_credit);
         self.peers.update(s.peer, |p| {
             p.streams -= 1;
             p.credit -= counted;

@@ -218,7 +218,9 @@ pub(crate) struct StreamState<A, T> {
     pub(crate) pending_open: bool,
     /// Credit this stream holds in its peer's connection window, as last counted by
     /// the core (see [`Self::credit_held`]).
-    pub(crate) counted_credit: u64,
+    pub(crate) counted_credit: u32,
+    /// Inbound bytes this stream holds, as last counted by the core.
+    pub(crate) counted_inbound: u32,
     /// How much more credit the peer's connection window allows now; set by the core
     /// before each transmit, read when an ack is built.
     pub(crate) credit_room: u64,
@@ -277,7 +279,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             pending_since: None,
             flush_requested: false,
             nodelay: cfg.nodelay,
-            send_buf: SendBuffer::new(Seq::new(0), SendConfig::default()),
+            send_buf: SendBuffer::new(Seq::new(cfg.first_seq), SendConfig::default()),
             retransmit_queue: VecDeque::new(),
             recovery_point: None,
             suspects: Vec::new(),
@@ -288,7 +290,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             fin_seq: None,
             write_done: false,
             all_acked: false,
-            reorder: ReorderBuffer::new(Seq::new(0), reorder_cfg),
+            reorder: ReorderBuffer::new(Seq::new(cfg.first_seq), reorder_cfg),
             recv_queue: VecDeque::new(),
             recv_queued: 0,
             consumed: 0,
@@ -340,6 +342,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             in_ready: false,
             pending_open: false,
             counted_credit: 0,
+            counted_inbound: 0,
             credit_room: u64::MAX,
         };
         s.peer_max_data = s.initial_credit();
@@ -622,7 +625,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
 
     fn discard_all(&mut self) {
         self.abandon_send();
-        while self.reorder.pop().is_some() {}
+        // Everything held goes, out-of-order frames beyond a gap included (popping
+        // would only take the in-order ones).
+        let (next, cfg) = (self.reorder.next_expected(), *self.reorder.config());
+        self.reorder = ReorderBuffer::new(next, cfg);
         self.recv_queue.clear();
         self.recv_queued = 0;
         self.ack_pending = false;
@@ -726,14 +732,14 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     // ----- inbound frames -------------------------------------------------------
 
     /// Handles one frame for this stream. `budget` is what the client-wide inbound
-    /// budget still allows. Returns the change in buffered inbound bytes.
+    /// budget still allows (the core counts the bytes held afterwards).
     pub(crate) fn on_frame(
         &mut self,
         header: &StreamHeader,
         payload: Bytes,
         now: Instant,
         budget: usize,
-    ) -> isize {
+    ) {
         let _enter = self.span.clone().entered();
         self.last_activity = now;
         // Any inbound frame counts as life.
@@ -748,10 +754,9 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         }
         // The opener's message may have brought SURBs.
         self.surb_blocked_at = None;
-        let before = self.inbound_bytes() as isize;
         if self.reaped && self.reset.is_none() {
             self.on_frame_after_reap(header);
-            return 0;
+            return;
         }
         if self.reset.is_some() {
             if header.msg_type == MessageType::OpenAck {
@@ -764,7 +769,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                     }
                 }
             }
-            return 0;
+            return;
         }
         match header.msg_type {
             MessageType::Open => {
@@ -790,20 +795,20 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                         }
                         Err(e) => {
                             tracing::debug!(error = %e, "malformed piggybacked ack; frame dropped");
-                            return 0;
+                            return;
                         }
                     }
                 }
                 let seg = if header.msg_type == MessageType::Data {
                     Segment::Data(body)
                 } else if !self.local_extended {
-                    return 0;
+                    return;
                 } else {
                     match Close::parse(&body) {
                         Ok(c) => Segment::Fin(c.error_code),
                         Err(e) => {
                             tracing::debug!(error = %e, "malformed close; frame dropped");
-                            return 0;
+                            return;
                         }
                     }
                 };
@@ -846,7 +851,6 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 }
             }
         }
-        self.inbound_bytes() as isize - before
     }
 
     /// A frame for a stream we reaped as idle. New data means the peer wrote while our

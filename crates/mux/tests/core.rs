@@ -924,3 +924,58 @@ fn a_listener_with_an_unknown_surb_stock_does_not_repeat_its_request() {
     let later: u32 = asked[1..].iter().map(|&a| u32::from(a)).sum();
     assert!(later < 30, "asked again for everything: {asked:?}");
 }
+
+/// Both directions start just below 2³²: data, a lost frame, its repair and the FIN
+/// all cross the wrap, with latency on the wire.
+#[test]
+fn data_loss_and_fin_cross_the_sequence_wrap() {
+    let cfg = MuxConfig::default().with_first_seq(u32::MAX - 10);
+    let mut w = Wire::new(cfg.clone(), cfg).with_latency(Duration::from_millis(150));
+    let (la, lb) = open_pair_with_latency(&mut w);
+    let data = pattern(40 * 1565, 8);
+    w.write_all(A, la, &data);
+    w.shutdown(A, la);
+    // Lose the first transmission of the frames at and right after the wrap.
+    let mut lost = std::collections::HashSet::new();
+    let mut got = Vec::new();
+    let mut end = Read::Pending;
+    let done = w.run_with(
+        Duration::from_secs(600),
+        &mut |p| {
+            let seq = p.header().seq;
+            if p.kind() == MessageType::Data && (seq == 0 || seq == 1) && lost.insert(seq) {
+                Fate::Drop
+            } else {
+                Fate::Deliver
+            }
+        },
+        &mut |w| {
+            end = w.read_available(B, lb, &mut got);
+            !matches!(end, Read::Pending)
+        },
+    );
+    assert!(done);
+    assert!(matches!(end, Read::Eof), "{end:?}");
+    assert!(got == data, "{} of {} bytes", got.len(), data.len());
+    assert_eq!(lost.len(), 2, "the frames at the wrap were sent and lost");
+    let m = w.a.stream_metrics(la).unwrap();
+    assert!(m.retransmits >= 2);
+    assert!(
+        m.srtt.is_some_and(|s| s >= Duration::from_millis(300)),
+        "{m:?}"
+    );
+}
+
+/// `Wire::open_pair` for a wire with latency: runs until B has the stream.
+fn open_pair_with_latency(w: &mut Wire) -> (LocalId, LocalId) {
+    let now = w.now;
+    let (la, _) = w.a.open(now, B, None).expect("open");
+    let mut lb = None;
+    w.run(MINUTE, &mut |w| {
+        if lb.is_none() {
+            lb = w.b.accept().map(|(l, _)| l);
+        }
+        lb.is_some() && w.a.established(la).unwrap_or(false)
+    });
+    (la, lb.expect("B has the stream"))
+}

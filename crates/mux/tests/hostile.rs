@@ -735,3 +735,29 @@ fn frames_for_unknown_streams_get_a_rate_limited_unknown_stream_reset() {
     from_peer(&mut core, t1, frame(6000, MessageType::Reset, 0, 0, &rst));
     assert!(core.poll_transmit(t1, &|_| None).is_none());
 }
+
+/// A local reset discards the stream's buffered bytes; the client's count of inbound
+/// bytes (which bounds the budget) must drop with them, or the budget leaks away.
+#[test]
+fn a_local_reset_returns_its_buffered_bytes_to_the_budget() {
+    let mut core = Core::<u8, u8>::new(MuxConfig::default());
+    let t0 = Instant::now();
+    let local = open(&mut core, t0, 7);
+    from_peer(
+        &mut core,
+        t0,
+        frame(7, MessageType::Data, 0, 0, &[3u8; 1000]),
+    );
+    from_peer(
+        &mut core,
+        t0,
+        frame(7, MessageType::Data, 2, 0, &[3u8; 1000]),
+    );
+    assert_eq!(core.inbound_bytes(), 2000);
+    core.reset(t0, local, 0x300);
+    assert_eq!(core.inbound_bytes(), 0);
+    core.drop_handle(t0, local, true, true);
+    drain(&mut core, t0);
+    assert_eq!(core.stream_count(), 0);
+    assert_eq!(core.inbound_bytes(), 0);
+}

@@ -94,6 +94,10 @@ pub struct Wire {
     pub log: Vec<Packet>,
     /// Largest `inbound_bytes()` seen at each core after any input.
     pub peak_inbound: [usize; 2],
+    /// One-way latency of every packet (zero: delivered at the instant it was sent).
+    pub latency: Duration,
+    /// Packets on their way when the latency is not zero, with their arrival time.
+    pub in_flight: Vec<(Instant, Packet)>,
 }
 
 impl Wire {
@@ -108,7 +112,16 @@ impl Wire {
             queue: VecDeque::new(),
             log: Vec::new(),
             peak_inbound: [0, 0],
+            latency: Duration::ZERO,
+            in_flight: Vec::new(),
         }
+    }
+
+    /// Every packet takes `latency` to arrive (a delayed one twice as long), so RTT
+    /// samples are real and timers race the network as they do on a mixnet.
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
     }
 
     /// Two cores with the default configuration.
@@ -212,6 +225,7 @@ impl Wire {
     pub fn pump_with(&mut self, fate: &mut dyn FnMut(&Packet) -> Fate) {
         let mut rounds = 0;
         loop {
+            self.deliver_due();
             self.collect();
             if self.queue.is_empty() {
                 return;
@@ -221,6 +235,22 @@ impl Wire {
             // Deliver what is queued now; what it triggers goes out next round.
             let batch: Vec<Packet> = self.queue.drain(..).collect();
             let mut delayed = Vec::new();
+            if !self.latency.is_zero() {
+                let at = self.now + self.latency;
+                for p in batch {
+                    match fate(&p) {
+                        Fate::Deliver => self.in_flight.push((at, p)),
+                        Fate::Drop => {}
+                        Fate::Duplicate => {
+                            self.in_flight.push((at, p.clone()));
+                            self.in_flight.push((at + self.latency / 2, p));
+                        }
+                        Fate::Delay => self.in_flight.push((at + self.latency, p)),
+                    }
+                }
+                self.deliver_due();
+                continue;
+            }
             for p in batch {
                 match fate(&p) {
                     Fate::Deliver => self.deliver(p),
@@ -238,6 +268,17 @@ impl Wire {
         }
     }
 
+    /// Delivers the packets in flight whose arrival time has come, in arrival order.
+    fn deliver_due(&mut self) {
+        let now = self.now;
+        self.in_flight.sort_by_key(|(at, _)| *at);
+        let due = self.in_flight.partition_point(|(at, _)| *at <= now);
+        let arrived: Vec<_> = self.in_flight.drain(..due).collect();
+        for (_, p) in arrived {
+            self.deliver(p);
+        }
+    }
+
     /// Collects and delivers everything without faults.
     pub fn pump(&mut self) {
         self.pump_with(&mut |_| Fate::Deliver);
@@ -246,13 +287,20 @@ impl Wire {
     /// Moves the clock to the earliest timer of either core and fires it.
     /// Returns `false` when no timer is armed.
     pub fn advance(&mut self) -> bool {
-        let next = match (self.a.poll_timeout(), self.b.poll_timeout()) {
-            (Some(x), Some(y)) => x.min(y),
-            (x, y) => match x.or(y) {
-                Some(t) => t,
-                None => return false,
-            },
+        let arrival = self.in_flight.iter().map(|(at, _)| *at).min();
+        let next = [self.a.poll_timeout(), self.b.poll_timeout(), arrival]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(next) = next else {
+            return false;
         };
+        if arrival.is_some_and(|at| at <= next) {
+            // A packet arrives first: move the clock there and deliver it.
+            self.now = self.now.max(next);
+            self.deliver_due();
+            return true;
+        }
         if next > self.now {
             self.now = next;
         }
@@ -271,7 +319,8 @@ impl Wire {
         let until = self.now + d;
         loop {
             self.pump();
-            let next = [self.a.poll_timeout(), self.b.poll_timeout()]
+            let arrival = self.in_flight.iter().map(|(at, _)| *at).min();
+            let next = [self.a.poll_timeout(), self.b.poll_timeout(), arrival]
                 .into_iter()
                 .flatten()
                 .min();
