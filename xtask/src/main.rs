@@ -19,7 +19,7 @@ struct Task {
 const TASKS: &[Task] = &[
     Task {
         name: "test-all",
-        about: "fmt check, clippy -D warnings, all tests incl. doc tests, build + run every example (what CI runs)",
+        about: "fmt check, clippy -D warnings, all tests incl. doc tests, build + run every example, bench smoke, 30 s per fuzz target (what CI runs; --no-examples, --no-fuzz skip)",
         run: test_all,
     },
     Task {
@@ -178,7 +178,15 @@ fn test_all(args: &[String]) -> Result<(), String> {
             )?;
         }
     }
-    bench_smoke()
+    bench_smoke()?;
+    if args.iter().any(|a| a == "--no-fuzz") {
+        println!("==> fuzz smoke skipped (--no-fuzz)");
+        return Ok(());
+    }
+    // A short run of each fuzz target (installs cargo-fuzz if missing): the mux target
+    // checks the budgets and the timer contract on arbitrary input.
+    fuzz(&["lp-frame".into(), "--seconds".into(), "30".into()])?;
+    fuzz(&["mux".into(), "--seconds".into(), "30".into()])
 }
 
 /// `cargo xtask soak`: the full soak (`soak_full` in crates/nym-stream/tests/soak.rs),

@@ -32,9 +32,18 @@ fn per_stream() -> usize {
 }
 
 fn config() -> MuxConfig {
-    // The default caps peer-opened streams at 4096; this benchmark needs more.
+    // The defaults cap peer-opened streams at 4096 (1024 per peer), and promise every
+    // stream 64 KiB of credit within a 64 MiB budget (16 MiB per peer); this benchmark
+    // opens 10,000 streams to one peer, so it raises those limits (credit is a promise,
+    // not an allocation: memory is what it measures).
+    let promised = (streams() as u64 + 16) * mux::INITIAL_CREDIT;
     MuxConfig::default()
         .with_max_inbound_streams(streams() + 16)
+        .with_max_streams_per_peer(streams() + 16)
+        .with_max_backlog_per_peer(streams() + 16)
+        .with_accept_backlog(streams() + 16)
+        .with_peer_receive_window(promised * 2)
+        .with_inbound_budget(promised as usize * 4)
         .with_id_seed(Some(1))
 }
 

@@ -251,6 +251,12 @@ where
                 limit: self.cfg.max_pending_opens.max(1),
             });
         }
+        // The peer may send the initial credit at once: like any promise, it must fit
+        // the peer's window and the budget.
+        let reserve = StreamState::<A, T>::initial_reservation(!self.cfg.legacy_mode, &self.cfg);
+        if let Err(r) = self.peers.admit(&Destination::Address(to), reserve) {
+            return Err(OpenError::Limit { reason: r.why() });
+        }
         let mut attempts = 0;
         let id = loop {
             attempts += 1;

@@ -41,6 +41,15 @@ pub enum OpenError {
         /// The configured limit.
         limit: usize,
     },
+    /// A per-peer limit or the client-wide inbound budget leaves no room for another
+    /// stream's initial receive credit (64 KiB we promise the peer at once): close or
+    /// read streams first, or raise `inbound_budget`, `peer_receive_window` or
+    /// `max_streams_per_peer`.
+    #[error("cannot open another stream: {reason}; close or read streams first, or raise the limit in MuxConfig")]
+    Limit {
+        /// Which limit.
+        reason: &'static str,
+    },
     /// Every stream id we drew was in use; retry (practically unreachable with 64-bit ids).
     #[error("could not find a free stream id after {attempts} attempts; retry")]
     NoFreeId {

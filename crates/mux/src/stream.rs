@@ -1167,6 +1167,12 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
 
     pub(crate) fn on_timeout(&mut self, now: Instant) {
         let _enter = self.span.clone().entered();
+        if self.surb_blocked_at.is_some_and(|t| t + SURB_RETRY <= now) {
+            // The network may have received SURBs meanwhile (its own top-up requests
+            // do not pass through us): look at the stock again. First, before any
+            // early return, so the deadline never stays due.
+            self.surb_blocked_at = None;
+        }
         if self.reset.is_some() {
             return;
         }
@@ -1197,11 +1203,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 }
             }
         }
-        if self.surb_blocked_at.is_some_and(|t| t + SURB_RETRY <= now) {
-            // The network may have received SURBs meanwhile (its own top-up requests
-            // do not pass through us): look at the stock again.
-            self.surb_blocked_at = None;
-        }
+
         if !self.suspects.is_empty() {
             let mut due = Vec::new();
             self.suspects.retain(|&(seq, at)| {

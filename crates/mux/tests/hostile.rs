@@ -761,3 +761,26 @@ fn a_local_reset_returns_its_buffered_bytes_to_the_budget() {
     assert_eq!(core.stream_count(), 0);
     assert_eq!(core.inbound_bytes(), 0);
 }
+
+/// Our own opens promise the peer 64 KiB at once too: beyond what the budget and the
+/// peer's window cover, `open` fails with a clear error instead of overpromising
+/// (found by the fuzzer: six opens promised 384 KiB against a 256 KiB budget).
+#[test]
+fn our_own_opens_are_bounded_by_the_credit_they_promise() {
+    let cfg = MuxConfig::default()
+        .with_inbound_budget(256 * 1024)
+        .with_max_orphan_streams(0);
+    let mut core = Core::<u8, u8>::new(cfg);
+    let t0 = Instant::now();
+    let mut opened = 0;
+    let err = loop {
+        match core.open(t0, PEER, None) {
+            Ok(_) => opened += 1,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(opened, 4);
+    assert!(matches!(err, mux::OpenError::Limit { .. }), "{err}");
+    assert!(err.to_string().contains("budget"), "{err}");
+    assert!(core.promised_credit() <= 256 * 1024);
+}

@@ -110,3 +110,19 @@ fn zero_credit_probes_back_off() {
     // Ten minutes: without backoff one probe per RTO (3–5 s) would be 120+.
     assert!((1..=12).contains(&probes), "{probes} probes in 10 minutes");
 }
+
+/// Found by the fuzzer: a stream whose payload waited for SURBs and was then reset
+/// kept its SURB retry deadline due forever (the timer contract broke).
+#[test]
+fn a_reset_while_waiting_for_surbs_keeps_the_timer_contract() {
+    let mut w = Wire::default_pair();
+    let (_la, lb) = w.open_pair();
+    let now = w.now;
+    w.write_all(B, lb, &pattern(5_000, 9));
+    while w.b.poll_transmit(now, &|_| Some(0)).is_some() {}
+    assert!(w.b.stream_metrics(lb).unwrap().surb_stalls > 0);
+    w.b.reset(now, lb, 0x201);
+    let later = now + Duration::from_secs(1);
+    w.b.handle_timeout(later);
+    common::wire::assert_timer_contract(&mut w.b, later, "B");
+}

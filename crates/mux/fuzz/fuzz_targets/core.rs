@@ -1,5 +1,6 @@
 //! Feeds arbitrary sequences of frames, time steps and application actions to the
-//! sans-IO core and checks that it never panics and never exceeds its budgets.
+//! sans-IO core and checks that it never panics, never exceeds its budgets (held and
+//! promised) and keeps its timer contract.
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -57,6 +58,10 @@ fuzz_target!(|data: &[u8]| {
                 rest = rest.get(1..).unwrap_or(&[]);
                 now += Duration::from_millis(u64::from(step) * 97);
                 core.handle_timeout(now);
+                // The timer contract: nothing is due any more at `now`.
+                if let Some(next) = core.poll_timeout() {
+                    assert!(next > now, "timer contract: a deadline is still due");
+                }
             }
             // Application actions.
             5 => {
@@ -85,5 +90,6 @@ fuzz_target!(|data: &[u8]| {
         while core.poll_transmit(now, &|_| Some(3)).is_some() {}
         while core.poll_event().is_some() {}
         assert!(core.inbound_bytes() <= BUDGET, "inbound budget exceeded");
+        assert!(core.promised_credit() <= BUDGET as u64, "more credit promised than the budget");
     }
 });
