@@ -145,10 +145,12 @@ pub struct Core<A, T> {
     listening: bool,
     /// Peer-opened streams that left the table recently, until when they are
     /// remembered (TIME_WAIT): a late retransmitted `Open` is not a new stream.
-    recently_closed: HashMap<(T, StreamId), Instant>,
+    /// The value tells whether the `Open` was refused (then a repeated `Open` is
+    /// answered with `Reset(REFUSED)` again, in case the first was lost).
+    recently_closed: HashMap<(T, StreamId), (Instant, bool)>,
     recently_closed_order: VecDeque<((T, StreamId), Instant)>,
-    /// `Reset(UNKNOWN_STREAM)` answers sent in the current one-second window.
-    unknown_replies: (Instant, u32),
+    /// Stateless `Reset` answers sent in the current one-second window.
+    stateless_replies: Option<(Instant, u32)>,
     orphans: Orphans<T>,
     /// Per-peer sessions: streams, backlog, orphans and the connection receive window.
     peers: Peers<Destination<A, T>>,
@@ -211,7 +213,7 @@ where
             listening: true,
             recently_closed: HashMap::new(),
             recently_closed_order: VecDeque::new(),
-            unknown_replies: (Instant::now(), 0),
+            stateless_replies: None,
             orphans,
             peers,
             ready: VecDeque::new(),
@@ -577,19 +579,21 @@ where
             self.deliver(now, local, header, payload);
             return;
         }
-        if self
-            .recently_closed
-            .get(&key)
-            .is_some_and(|&until| until > now)
-        {
-            // A late frame of a stream that ended (a retransmitted Open, a FIN resent
-            // after our linger): never a new stream.
-            if header.msg_type == MessageType::Open {
-                self.metrics.duplicate_opens += 1;
-            } else {
-                self.metrics.unknown_stream_frames += 1;
+        if let Some(&(until, refused)) = self.recently_closed.get(&key) {
+            if until > now {
+                // A late frame of a stream that ended (a retransmitted Open, a FIN resent
+                // after our linger): never a new stream.
+                if header.msg_type == MessageType::Open {
+                    self.metrics.duplicate_opens += 1;
+                    if refused {
+                        // Our Reset(REFUSED) may have been lost: say it again.
+                        self.answer_reset(now, tag, header.stream_id, reset_code::REFUSED);
+                    }
+                } else {
+                    self.metrics.unknown_stream_frames += 1;
+                }
+                return;
             }
-            return;
         }
         match header.msg_type {
             MessageType::Open => self.on_open(now, tag, header),
@@ -603,7 +607,9 @@ where
                 // The peer believes in a stream we do not have (our Reset may have been
                 // lost): tell it, so it does not wait for its keepalive to fail.
                 self.metrics.unknown_stream_frames += 1;
-                self.answer_unknown(now, tag, header.stream_id);
+                if self.answer_reset(now, tag, header.stream_id, reset_code::UNKNOWN_STREAM) {
+                    self.metrics.unknown_stream_resets += 1;
+                }
             }
             _ => {
                 // Resets, pongs, open-acks for streams we do not know: nothing to do
@@ -615,7 +621,7 @@ where
 
     /// Remembers a peer-opened stream that left the table, for twice the largest RTO,
     /// in a bounded memory (the oldest entries go first).
-    fn remember_closed(&mut self, key: (T, StreamId), now: Instant) {
+    fn remember_closed(&mut self, key: (T, StreamId), now: Instant, refused: bool) {
         const MAX_RECENTLY_CLOSED: usize = 4096;
         let until = now + self.cfg.max_rto * 2;
         while let Some(&(old, at)) = self.recently_closed_order.front() {
@@ -623,36 +629,38 @@ where
                 break;
             }
             self.recently_closed_order.pop_front();
-            if self.recently_closed.get(&old) == Some(&at) {
+            if self
+                .recently_closed
+                .get(&old)
+                .is_some_and(|&(u, _)| u == at)
+            {
                 self.recently_closed.remove(&old);
             }
         }
-        self.recently_closed.insert(key, until);
+        self.recently_closed.insert(key, (until, refused));
         self.recently_closed_order.push_back((key, until));
     }
 
-    /// Answers a frame for a stream we do not know with `Reset(UNKNOWN_STREAM)`, at
-    /// most `UNKNOWN_REPLIES_PER_SECOND` times a second (a flood costs us nothing more).
-    fn answer_unknown(&mut self, now: Instant, tag: T, id: StreamId) {
-        const UNKNOWN_REPLIES_PER_SECOND: u32 = 16;
-        if self.cfg.legacy_mode {
-            return;
+    /// Queues a stateless `Reset` for a stream we do not have (an unknown stream, or an
+    /// `Open` we refused before), at most `STATELESS_RESETS_PER_SECOND` a second: a
+    /// flood costs us nothing more. Returns whether it was queued.
+    fn answer_reset(&mut self, now: Instant, tag: T, id: StreamId, code: u32) -> bool {
+        const STATELESS_RESETS_PER_SECOND: u32 = 16;
+        if self.cfg.legacy_mode || self.control.len() >= MAX_CONTROL_QUEUE {
+            return false;
         }
-        let (since, sent) = &mut self.unknown_replies;
+        let (since, sent) = self.stateless_replies.get_or_insert((now, 0));
         if now.saturating_duration_since(*since) >= std::time::Duration::from_secs(1) {
             *since = now;
             *sent = 0;
         }
-        if *sent >= UNKNOWN_REPLIES_PER_SECOND || self.control.len() >= MAX_CONTROL_QUEUE {
-            return;
+        if *sent >= STATELESS_RESETS_PER_SECOND {
+            return false;
         }
         *sent += 1;
-        self.metrics.unknown_stream_resets += 1;
-        self.control.push_back(reset_transmit(
-            id,
-            Destination::Reply(tag),
-            reset_code::UNKNOWN_STREAM,
-        ));
+        self.control
+            .push_back(reset_transmit(id, Destination::Reply(tag), code));
+        true
     }
 
     /// Holds a frame that overtook its `Open`, within the orphan store's bounds and
@@ -668,9 +676,10 @@ where
         let new_id = !self.orphans.contains(&key);
         if new_id {
             self.expire_orphans(now);
-            if !self.peers.may_hold_orphans(&peer) {
+            if self.peers.full_for(&peer) {
                 // Beyond `max_peers`, a peer that holds nothing but orphan data gives
-                // way: the oldest such entry is evicted.
+                // way: the oldest such entry is evicted (only for a new peer; a peer at
+                // its own orphan limit evicts nobody).
                 let peers = &self.peers;
                 let evicted = self.orphans.evict_oldest_peer(|tag| {
                     let p = peers.get(&Destination::Reply(*tag));
@@ -729,7 +738,7 @@ where
         tracing::debug!(stream = %id, why, "open refused");
         self.metrics.opens_refused += 1;
         // Frames following a refused Open are dropped, not held as orphans.
-        self.remember_closed((tag, id), now);
+        self.remember_closed((tag, id), now, true);
         let _ = self.take_orphans(&(tag, id));
         if !self.cfg.legacy_mode && self.control.len() < MAX_CONTROL_QUEUE {
             self.control.push_back(reset_transmit(
@@ -796,6 +805,7 @@ where
         };
         let reply = matches!(s.peer, Destination::Address(_));
         self.peers.heard(&s.peer, now, reply);
+        s.credit_room = self.peers.growth_room(&s.peer, u64::from(s.counted_credit));
         if reply {
             s.peer_surbs = Some(peer_surbs(&self.peers, &s.peer, &self.cfg));
         }
@@ -995,7 +1005,7 @@ where
             }
             Destination::Reply(tag) => {
                 self.inbound.remove(&(tag, s.id));
-                self.remember_closed((tag, s.id), now);
+                self.remember_closed((tag, s.id), now, false);
                 if let Some(n) = self.inbound_ids.get_mut(&s.id) {
                     *n -= 1;
                     if *n == 0 {

@@ -318,6 +318,18 @@ impl<Tr: Transport> Driver<Tr> {
     }
 }
 
+impl<Tr: Transport> Drop for Driver<Tr> {
+    /// A router that is dropped (its task cancelled or panicked) before it finished
+    /// must not leave handles waiting forever: they learn the client is closed.
+    fn drop(&mut self) {
+        let mut inner = self.shared.lock();
+        if inner.closed.is_none() {
+            inner.closed = Some("the router task stopped (dropped or panicked)".into());
+            inner.wake_everyone();
+        }
+    }
+}
+
 impl<Tr: Transport + Unpin> Future for Driver<Tr> {
     type Output = Result<(), TransportError>;
 

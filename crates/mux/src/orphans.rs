@@ -84,16 +84,20 @@ impl<T: Copy + Eq + Hash> Orphans<T> {
             let _ = now;
             return HoldOutcome::Dropped;
         }
+        // Check the per-id bounds before creating an entry: a dropped first frame must
+        // not leave an empty entry behind (the caller counts ids it was told were held).
+        let (frames, bytes) = self
+            .entries
+            .get(&key)
+            .map_or((0, 0), |e| (e.frames.len(), e.bytes));
+        if frames >= self.max_frames || bytes + payload.len() > self.max_bytes_per_stream {
+            return HoldOutcome::Dropped;
+        }
         let entry = self.entries.entry(key).or_insert_with(|| Entry {
             first_seen: now,
             frames: Vec::new(),
             bytes: 0,
         });
-        if entry.frames.len() >= self.max_frames
-            || entry.bytes + payload.len() > self.max_bytes_per_stream
-        {
-            return HoldOutcome::Dropped;
-        }
         entry.bytes += payload.len();
         self.bytes += payload.len();
         entry.frames.push(HeldFrame { header, payload });
@@ -259,5 +263,14 @@ mod tests {
         );
         assert_eq!(o.take(&key).len(), 2);
         assert_eq!(o.bytes(), 4);
+        // A first frame over the per-id bound leaves no empty entry behind.
+        let big = Bytes::from(vec![0u8; 11]);
+        let third = (1, StreamId::new(3));
+        assert_eq!(
+            o.hold(third, hdr(3, 0), big, t0, 1 << 20),
+            HoldOutcome::Dropped
+        );
+        assert!(!o.contains(&third));
+        assert_eq!(o.len(), 1);
     }
 }

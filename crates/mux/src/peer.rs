@@ -187,6 +187,11 @@ impl<P: Copy + Eq + Hash> Peers<P> {
         peer_room.min(budget_room).min(share.saturating_sub(held))
     }
 
+    /// Whether `peer` holds no state and the table already has `max_peers` peers.
+    pub(crate) fn full_for(&self, peer: &P) -> bool {
+        !self.map.contains_key(peer) && self.map.len() >= self.limits.max_peers
+    }
+
     /// Whether `peer` may hold orphan data for one more stream id.
     pub(crate) fn may_hold_orphans(&self, peer: &P) -> bool {
         if !self.map.contains_key(peer) && self.map.len() >= self.limits.max_peers {

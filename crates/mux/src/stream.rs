@@ -901,6 +901,12 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     fn become_legacy(&mut self) {
         tracing::debug!("peer is a reference-format peer");
         self.peer_kind = PeerKind::Legacy;
+        // A reference peer sends without credit, up to the whole legacy buffer; it was
+        // admitted for the initial credit only, so it gets what the peer's connection
+        // window still allows beyond that (a stream that outgrows it fails cleanly
+        // with InvalidData rather than breaking the window).
+        let allowed = INITIAL_CREDIT.saturating_add(self.credit_room);
+        self.legacy_limit = self.legacy_limit.min(allowed);
         self.release_sent();
         self.retransmit_queue.clear();
         self.peer_max_data = u64::MAX;
@@ -1146,7 +1152,9 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         // An expired linger only waits for the stream's last frames to go out: the
         // transmit that sends them removes the stream, so no due deadline is kept.
         consider(self.finished_at.map(|t| t + self.linger), true);
-        consider(self.suspects.iter().map(|&(_, at)| at).min(), false);
+        if self.reset.is_none() {
+            consider(self.suspects.iter().map(|&(_, at)| at).min(), false);
+        }
         consider(self.surb_blocked_at.map(|t| t + SURB_RETRY), false);
         if !self.reaped && self.write_error.is_none() && self.reset.is_none() {
             consider(self.idle_deadline(), false);
@@ -1552,12 +1560,14 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             return false;
         }
         if self.read_end.is_none() && self.extended() {
-            // We stop reading but the peer may still write: tell it to stop.
+            // We stop reading but the peer may still write: tell it to stop. Nobody reads
+            // or resends any more, so everything held goes (suspect timers included).
             self.need_reset = Some(reset_code::CANCELLED);
             self.reset = Some(ResetInfo {
                 by_peer: false,
                 code: reset_code::CANCELLED,
             });
+            self.discard_all();
             return false;
         }
         if !self.extended() {
@@ -1826,9 +1836,11 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         }
         if self.fin_sendable() {
             if !self.local_extended || self.peer_kind == PeerKind::Legacy {
-                // A reference peer has no FIN: the write side simply ends.
+                // A reference peer has no FIN: the write side simply ends (and whoever
+                // waits in `closed()` hears it).
                 self.write_done = true;
                 self.all_acked = true;
+                self.wake_write = true;
                 self.fin_seq = Some(self.send_buf.next_seq());
                 return None;
             }

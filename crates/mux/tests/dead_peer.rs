@@ -268,3 +268,18 @@ async fn dropping_every_handle_stops_the_driver_after_draining() {
         "the driver outlived its handles"
     );
 }
+
+/// A router that is dropped before it finished (a cancelled task) tells every handle:
+/// nobody waits forever.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_router_closes_the_client() {
+    let (t, _dropped) = tracked();
+    let (handle, driver) = mux::new(t, MuxConfig::default());
+    let s = handle.open_stream(2, None).unwrap();
+    drop(driver);
+    tokio::time::timeout(Duration::from_secs(1), handle.closed())
+        .await
+        .expect("closed() returned");
+    assert!(handle.is_closed());
+    assert!(s.wait_established().await.is_err());
+}

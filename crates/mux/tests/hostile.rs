@@ -784,3 +784,73 @@ fn our_own_opens_are_bounded_by_the_credit_they_promise() {
     assert!(err.to_string().contains("budget"), "{err}");
     assert!(core.promised_credit() <= 256 * 1024);
 }
+
+/// A peer at its own orphan-id limit evicts nobody else's orphan data (eviction is for
+/// a new peer when the peer table is full).
+#[test]
+fn a_peer_at_its_orphan_limit_does_not_evict_other_peers() {
+    let cfg = MuxConfig::default().with_max_orphan_streams_per_peer(2);
+    let mut core = Core::<u8, u8>::new(cfg);
+    let t0 = Instant::now();
+    let data = |id| frame(id, MessageType::Data, 1, 0, &[1u8; 100]);
+    from_tag(&mut core, t0, 8, data(100));
+    for id in 0..20u64 {
+        from_tag(&mut core, t0 + Duration::from_secs(1), 9, data(id));
+    }
+    assert_eq!(core.metrics().orphan_frames_held, 3);
+    assert_eq!(core.inbound_bytes(), 300, "peer 8's orphan data survived");
+    // An oversized first frame leaves no trace, and the ids stay countable.
+    from_tag(
+        &mut core,
+        t0,
+        7,
+        frame(500, MessageType::Data, 1, 0, &vec![0u8; 70_000]),
+    );
+    core.handle_timeout(t0 + Duration::from_secs(120));
+    assert_eq!(core.inbound_bytes(), 0);
+    assert_eq!(core.peer_count(), 0);
+}
+
+/// A refused Open that is sent again (our Reset may have been lost) is refused again.
+#[test]
+fn a_repeated_refused_open_is_refused_again() {
+    let mut core = Core::<u8, u8>::new(MuxConfig::default());
+    let t0 = Instant::now();
+    core.set_listening(t0, false);
+    from_peer(&mut core, t0, frame(1, MessageType::Open, 0, 1, b""));
+    assert_eq!(drain(&mut core, t0), 1);
+    let t1 = t0 + Duration::from_secs(5);
+    from_peer(&mut core, t1, frame(1, MessageType::Open, 0, 1, b""));
+    let t = core
+        .poll_transmit(t1, &|_| None)
+        .expect("a second Reset(REFUSED)");
+    let f = lp_frame::OwnedStreamFrame::parse(t.payload).unwrap();
+    assert_eq!(Reset::parse(&f.payload).unwrap().code, reset_code::REFUSED);
+}
+
+/// A stream we opened that turns out to have a reference peer holds no more of the
+/// peer's connection window than admission allowed room for.
+#[test]
+fn a_reference_peer_behind_our_open_does_not_break_the_peer_window() {
+    let window = 512 * 1024;
+    let cfg = MuxConfig::default().with_peer_receive_window(window);
+    let mut core = Core::<u8, u8>::new(cfg);
+    let t0 = Instant::now();
+    let mut opened = Vec::new();
+    while let Ok((l, id)) = core.open(t0, PEER, None) {
+        opened.push((l, id));
+    }
+    drain(&mut core, t0);
+    for (_, id) in &opened {
+        // OpenAck without CAP_EXTENDED: a reference peer.
+        core.handle_inbound(
+            t0,
+            Inbound {
+                payload: frame(id.get(), MessageType::OpenAck, 0, 0, b""),
+                sender_tag: None,
+            },
+        );
+    }
+    let held = core.peer_credit(mux::Destination::Address(PEER));
+    assert!(held <= window, "{held} > {window}");
+}

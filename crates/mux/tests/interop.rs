@@ -154,3 +154,25 @@ async fn legacy_writer_beyond_the_send_buffer_is_not_stuck() {
     assert!(got == data);
     let _ = writer.await.unwrap();
 }
+
+/// `closed()` returns once everything was sent when the peer is a reference peer
+/// (which never acknowledges).
+#[tokio::test(start_paused = true)]
+async fn closed_returns_with_a_reference_peer() {
+    let net = Mixnet::new(SimConfig::realistic().with_seed(81));
+    let a = client(&net, false, 1);
+    let b = client(&net, true, 2);
+    let _listener = b.listener().unwrap();
+    let mut s = a.open_stream(b.local_address(), None).unwrap();
+    s.wait_established().await.unwrap();
+    s.write_all(b"hello, reference peer").await.unwrap();
+    s.flush().await.unwrap();
+    // The data is out; the FIN (which a reference peer never sees) is all that is left.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    s.shutdown().await.unwrap();
+    // Within seconds: the write side ends when the OpenAck shows a reference peer.
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.closed())
+        .await
+        .expect("closed() returned")
+        .unwrap();
+}
