@@ -804,9 +804,23 @@ where
             return;
         };
         let reply = matches!(s.peer, Destination::Address(_));
-        self.peers.heard(&s.peer, now, reply);
-        s.credit_room = self.peers.growth_room(&s.peer, u64::from(s.counted_credit));
-        if reply {
+        // Liveness needs the peer's last-heard time only coarsely: a stream heard
+        // within the last 100 ms has already told its peer's session (saves a lookup
+        // per frame). Replies are always counted (each used one of our SURBs).
+        let recently = s
+            .last_heard()
+            .is_some_and(|t| now.saturating_duration_since(t) < std::time::Duration::from_millis(100));
+        if reply || !recently {
+            self.peers.heard(&s.peer, now, reply);
+        }
+        // Per-peer figures a frame may need, looked up only for the frames that use
+        // them (an OpenAck may reveal a reference peer; an ack may ask for SURBs).
+        if header.msg_type == MessageType::OpenAck {
+            s.credit_room = self.peers.growth_room(&s.peer, u64::from(s.counted_credit));
+        }
+        let carries_ack = header.msg_type == MessageType::Ack
+            || header.reserved & lp_frame::ext::FLAG_ACK != 0;
+        if reply && carries_ack {
             s.peer_surbs = Some(peer_surbs(&self.peers, &s.peer, &self.cfg));
         }
         s.on_frame(&header, payload, now, budget);
@@ -835,7 +849,13 @@ where
                 Destination::Reply(tag) => surb_stock(&tag),
                 Destination::Address(_) => None,
             };
-            s.credit_room = self.peers.growth_room(&s.peer, u64::from(s.counted_credit));
+            // Growth is granted only in acks: look the peer's room up only for a
+            // stream that may build one now (none: no growth this time).
+            s.credit_room = if s.may_ack() {
+                self.peers.growth_room(&s.peer, u64::from(s.counted_credit))
+            } else {
+                0
+            };
             if let Destination::Address(_) = s.peer {
                 s.peer_surbs = Some(peer_surbs(&self.peers, &s.peer, &self.cfg));
             }
@@ -960,8 +980,12 @@ where
                 self.stream_inbound + inbound as usize - s.counted_inbound as usize;
             s.counted_inbound = inbound;
         }
+        // Credit is counted eagerly when it grows and in 16 KiB steps when it shrinks
+        // (every read shrinks it a little): the peer's total stays an upper bound, at
+        // far fewer session updates.
         let held = s.credit_held();
-        if held != u64::from(s.counted_credit) {
+        let counted = u64::from(s.counted_credit);
+        if held > counted || counted - held >= 16 * 1024 || (held == 0 && counted > 0) {
             let before = u64::from(s.counted_credit);
             s.counted_credit = u32::try_from(held).unwrap_or(u32::MAX);
             let after = u64::from(s.counted_credit);

@@ -1529,6 +1529,17 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             || (self.surbs_wanted() && self.extended())
     }
 
+    /// When a frame last arrived on this stream (`None` before the first).
+    pub(crate) fn last_heard(&self) -> Option<Instant> {
+        (self.metrics.frames_received > 0).then_some(self.last_recv)
+    }
+
+    /// Whether the next transmit may build an ack (which grants credit): an ack is
+    /// pending, SURBs are owed, or a listener may ask for SURBs.
+    pub(crate) fn may_ack(&self) -> bool {
+        self.ack_pending || self.surbs_owed > 0 || (!self.is_outbound() && self.extended())
+    }
+
     /// Listener side: whether the reply SURBs we hold for the opener are down to the
     /// ack reserve. Then data, retransmissions and the FIN wait in the stream (not in
     /// the network's queue of replies waiting for SURBs, where acks would queue behind
