@@ -807,9 +807,9 @@ where
         // Liveness needs the peer's last-heard time only coarsely: a stream heard
         // within the last 100 ms has already told its peer's session (saves a lookup
         // per frame). Replies are always counted (each used one of our SURBs).
-        let recently = s
-            .last_heard()
-            .is_some_and(|t| now.saturating_duration_since(t) < std::time::Duration::from_millis(100));
+        let recently = s.last_heard().is_some_and(|t| {
+            now.saturating_duration_since(t) < std::time::Duration::from_millis(100)
+        });
         if reply || !recently {
             self.peers.heard(&s.peer, now, reply);
         }
@@ -818,8 +818,8 @@ where
         if header.msg_type == MessageType::OpenAck {
             s.credit_room = self.peers.growth_room(&s.peer, u64::from(s.counted_credit));
         }
-        let carries_ack = header.msg_type == MessageType::Ack
-            || header.reserved & lp_frame::ext::FLAG_ACK != 0;
+        let carries_ack =
+            header.msg_type == MessageType::Ack || header.reserved & lp_frame::ext::FLAG_ACK != 0;
         if reply && carries_ack {
             s.peer_surbs = Some(peer_surbs(&self.peers, &s.peer, &self.cfg));
         }
