@@ -257,7 +257,7 @@ where
         // the peer's window and the budget.
         let reserve = StreamState::<A, T>::initial_reservation(!self.cfg.legacy_mode, &self.cfg);
         if let Err(r) = self.peers.admit(&Destination::Address(to), reserve) {
-            return Err(OpenError::Limit { reason: r.why() });
+            return Err(OpenError::Limit { reason: r });
         }
         let mut attempts = 0;
         let id = loop {
@@ -767,7 +767,7 @@ where
         let reserve = StreamState::<A, T>::initial_reservation(peer_extended, &self.cfg);
         if let Err(r) = self.peers.admit(&Destination::Reply(tag), reserve) {
             self.metrics.peer_limit_refusals += 1;
-            self.refuse_open(now, tag, id, r.why());
+            self.refuse_open(now, tag, id, &r.to_string());
             return;
         }
         let local = self.alloc_local();

@@ -48,7 +48,7 @@ pub enum OpenError {
     #[error("cannot open another stream: {reason}; close or read streams first, or raise the limit in MuxConfig")]
     Limit {
         /// Which limit.
-        reason: &'static str,
+        reason: LimitReason,
     },
     /// Every stream id we drew was in use; retry (practically unreachable with 64-bit ids).
     #[error("could not find a free stream id after {attempts} attempts; retry")]
@@ -56,4 +56,31 @@ pub enum OpenError {
         /// How many ids were tried.
         attempts: u32,
     },
+}
+
+/// Which per-peer or client-wide limit refused a stream (see `MuxConfig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitReason {
+    /// The peer has `max_streams_per_peer` live streams.
+    Streams,
+    /// The peer has `max_backlog_per_peer` streams waiting to be accepted.
+    Backlog,
+    /// The peer's connection receive window (`peer_receive_window`) is fully promised.
+    PeerWindow,
+    /// The client-wide inbound budget (`inbound_budget`) is fully promised.
+    Budget,
+    /// `max_peers` other peers hold state.
+    Peers,
+}
+
+impl std::fmt::Display for LimitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Streams => "the peer has its maximum of live streams",
+            Self::Backlog => "the peer has its maximum of streams waiting to be accepted",
+            Self::PeerWindow => "the peer's connection receive window is fully promised",
+            Self::Budget => "the client-wide inbound budget is fully promised",
+            Self::Peers => "too many peers hold state",
+        })
+    }
 }

@@ -55,32 +55,7 @@ pub(crate) struct PeerLimits {
 }
 
 /// Why a peer may not have more of something.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    /// The peer has `max_streams_per_peer` live streams.
-    Streams,
-    /// The peer has `max_backlog_per_peer` streams nobody accepted yet.
-    Backlog,
-    /// The credit a new stream needs does not fit the peer's window.
-    PeerWindow,
-    /// The credit a new stream needs does not fit the client-wide budget.
-    Budget,
-    /// `max_peers` other peers hold state.
-    Peers,
-}
-
-impl Refusal {
-    /// Words for logs.
-    pub(crate) fn why(self) -> &'static str {
-        match self {
-            Self::Streams => "the peer has its maximum of live streams",
-            Self::Backlog => "the peer has its maximum of streams waiting to be accepted",
-            Self::PeerWindow => "the peer's connection receive window is fully promised",
-            Self::Budget => "the client-wide inbound budget is fully promised",
-            Self::Peers => "too many peers hold state",
-        }
-    }
-}
+pub(crate) type Refusal = crate::error::LimitReason;
 
 /// Every peer that holds state, and the client-wide total of promised credit.
 pub(crate) struct Peers<P> {
