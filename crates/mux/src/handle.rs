@@ -374,15 +374,26 @@ impl<A: Key, T: Key> Half<A, T> {
 
     /// Waits until every written byte and the FIN were acknowledged by the peer.
     async fn finished(&self) -> io::Result<()> {
+        self.wait_for(|core, l| core.send_finished(l), Inner::register_write)
+            .await
+    }
+
+    /// Waits until `done` says `Ok(true)` (or fails, or the client closes), parking
+    /// the task with `register` in between.
+    async fn wait_for(
+        &self,
+        done: impl Fn(&crate::core::Core<A, T>, LocalId) -> io::Result<bool>,
+        register: fn(&mut Inner<A, T>, LocalId, &std::task::Waker),
+    ) -> io::Result<()> {
         poll_fn(|cx| {
             let mut inner = self.shared.lock();
-            match inner.core.send_finished(self.local) {
+            match done(&inner.core, self.local) {
                 Ok(true) => Poll::Ready(Ok(())),
                 Err(e) => Poll::Ready(Err(e)),
                 Ok(false) => match &inner.closed {
                     Some(why) => Poll::Ready(Err(closed_error(why))),
                     None => {
-                        inner.register_write(self.local, cx.waker());
+                        register(&mut inner, self.local, cx.waker());
                         Poll::Pending
                     }
                 },
@@ -404,21 +415,8 @@ impl<A: Key, T: Key> Half<A, T> {
     }
 
     async fn wait_established(&self) -> io::Result<()> {
-        poll_fn(|cx| {
-            let mut inner = self.shared.lock();
-            match inner.core.established(self.local) {
-                Ok(true) => Poll::Ready(Ok(())),
-                Err(e) => Poll::Ready(Err(e)),
-                Ok(false) => match &inner.closed {
-                    Some(why) => Poll::Ready(Err(closed_error(why))),
-                    None => {
-                        inner.register_established(self.local, cx.waker());
-                        Poll::Pending
-                    }
-                },
-            }
-        })
-        .await
+        self.wait_for(|core, l| core.established(l), Inner::register_established)
+            .await
     }
 
     fn is_reaped(&self) -> bool {

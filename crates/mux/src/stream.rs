@@ -1189,14 +1189,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         }
         if let (Some(at), false) = (self.open_sent_at, self.established) {
             if !self.need_open && at + self.rtt.rto() <= now {
-                // As for frames: a peer heard from on other streams gets more tries.
-                let peer_alive = self.heard_at() + self.rtt.rto() > now;
-                let limit = if peer_alive {
-                    self.max_retransmits.saturating_mul(4)
-                } else {
-                    self.max_retransmits
-                };
-                if self.open_tries >= limit {
+                if self.open_tries >= self.transmission_limit(now) {
                     self.fail_timeout("the peer never answered the Open");
                     return;
                 }
@@ -1243,18 +1236,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                         });
                     if let Some(seq) = oldest {
                         // `max_retransmits` counts transmissions (as for the Open).
-                        // While the peer is heard from (on any stream) within the last
-                        // RTO the path works and the frame is only queued somewhere (a
-                        // busy link, replies waiting for SURBs): it gets up to four
-                        // times as many tries before the stream gives up.
                         let sent = self.send_buf.retransmits(seq).unwrap_or(0) + 1;
-                        let peer_alive = self.heard_at() + rto > now;
-                        let limit = if peer_alive {
-                            self.max_retransmits.saturating_mul(4)
-                        } else {
-                            self.max_retransmits
-                        };
-                        if sent >= limit {
+                        if sent >= self.transmission_limit(now) {
                             self.fail_timeout("a frame was not acknowledged after the maximum number of retransmissions");
                             return;
                         }
@@ -1312,6 +1295,18 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             }
         }
         false
+    }
+
+    /// Transmissions of one frame (or of the Open) before the stream gives up:
+    /// `max_retransmits`, or four times as many while the peer was heard from (on any
+    /// stream) within the last RTO. Then the path works and the frame is only queued
+    /// somewhere (a busy link, replies waiting for SURBs).
+    fn transmission_limit(&self, now: Instant) -> u32 {
+        if self.heard_at() + self.rtt.rto() > now {
+            self.max_retransmits.saturating_mul(4)
+        } else {
+            self.max_retransmits
+        }
     }
 
     /// When we last heard from this stream's peer on any stream (per-peer liveness:

@@ -931,7 +931,7 @@ fn a_listener_with_an_unknown_surb_stock_does_not_repeat_its_request() {
 fn data_loss_and_fin_cross_the_sequence_wrap() {
     let cfg = MuxConfig::default().with_first_seq(u32::MAX - 10);
     let mut w = Wire::new(cfg.clone(), cfg).with_latency(Duration::from_millis(150));
-    let (la, lb) = open_pair_with_latency(&mut w);
+    let (la, lb) = w.open_pair();
     let data = pattern(40 * 1565, 8);
     w.write_all(A, la, &data);
     w.shutdown(A, la);
@@ -964,18 +964,4 @@ fn data_loss_and_fin_cross_the_sequence_wrap() {
         m.srtt.is_some_and(|s| s >= Duration::from_millis(300)),
         "{m:?}"
     );
-}
-
-/// `Wire::open_pair` for a wire with latency: runs until B has the stream.
-fn open_pair_with_latency(w: &mut Wire) -> (LocalId, LocalId) {
-    let now = w.now;
-    let (la, _) = w.a.open(now, B, None).expect("open");
-    let mut lb = None;
-    w.run(MINUTE, &mut |w| {
-        if lb.is_none() {
-            lb = w.b.accept().map(|(l, _)| l);
-        }
-        lb.is_some() && w.a.established(la).unwrap_or(false)
-    });
-    (la, lb.expect("B has the stream"))
 }

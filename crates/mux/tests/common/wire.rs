@@ -368,8 +368,15 @@ impl Wire {
     pub fn open_pair(&mut self) -> (LocalId, LocalId) {
         let now = self.now;
         let (la, _) = self.a.open(now, B, None).expect("open");
-        self.pump();
-        let (lb, _) = self.b.accept().expect("B sees the stream");
+        let mut lb = None;
+        // One pump without latency; with latency, until the OpenAck is back.
+        self.run(Duration::from_secs(60), &mut |w| {
+            if lb.is_none() {
+                lb = w.b.accept().map(|(l, _)| l);
+            }
+            lb.is_some() && w.a.established(la).unwrap_or(false)
+        });
+        let lb = lb.expect("B sees the stream");
         assert!(self.a.established(la).unwrap());
         (la, lb)
     }
