@@ -1382,8 +1382,9 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         self.reaped
     }
 
-    /// The idle timeout expired: reads end with `Ok(0)` after the bytes already
-    /// received, as the reference does, and writes fail. An extended peer is told
+    /// The idle timeout expired: writes fail; reads end with `Ok(0)` after the bytes
+    /// already received only for a reference peer (as the reference does) and with a
+    /// `TimedOut` error when an extended peer never sent its FIN. An extended peer is told
     /// with a `Reset(IDLE_TIMEOUT)` and reaps its end the same way, so neither side
     /// lingers until its own timeout.
     fn reap(&mut self) {
@@ -1416,15 +1417,20 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             return;
         }
         if self.read_end.is_none() {
-            // Ok(0) as the reference does, unless bytes are known to be missing (a gap
-            // in the reorder buffer): then end with an error, never a silent cut.
-            self.read_end = Some(if self.reorder.is_empty() {
+            // Ok(0) only where a clean end is all anyone could know: a reference peer
+            // has no FIN, so the reference's Ok(0) is kept for it. An extended peer that
+            // never sent its FIN may still have had bytes to send (starved of SURBs,
+            // say): its reads end with an error, never a silent cut. So do reads with a
+            // known gap in the reorder buffer.
+            let unfinished = self.peer_kind == PeerKind::Extended;
+            self.read_end = Some(if self.reorder.is_empty() && !unfinished {
                 ReadEnd::Eof
             } else {
                 ReadEnd::Failed(
                     io::ErrorKind::TimedOut,
                     format!(
-                        "stream {}: reaped after {:?} without data while bytes were still missing",
+                        "stream {}: reaped after {:?} without data before the peer finished \
+                         sending; what was read so far may be incomplete",
                         self.id, self.idle_timeout
                     ),
                 )

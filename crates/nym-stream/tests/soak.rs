@@ -41,6 +41,12 @@ fn payload(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// When the soak started, in simulated time (for failure messages).
+fn sim_start() -> tokio::time::Instant {
+    static START: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(tokio::time::Instant::now)
+}
+
 fn stream_seed(pair: usize, stream: u64, from_opener: bool) -> u64 {
     ((pair as u64) << 40) ^ (stream << 1) ^ u64::from(from_opener)
 }
@@ -68,7 +74,7 @@ async fn exchange(
     let (mut rd, mut wr) = tokio::io::split(stream);
     let writer = async move {
         if let Err(e) = wr.write_all(&mine).await {
-            panic!("{side} write: {e}");
+            panic!("{side} write ({:?} simulated): {e}", sim_start().elapsed());
         }
         wr.shutdown().await.expect("shutdown");
         wr
@@ -76,7 +82,11 @@ async fn exchange(
     let reader = async move {
         let mut got = Vec::with_capacity(theirs.len());
         if let Err(e) = rd.read_to_end(&mut got).await {
-            panic!("{side} read (after {} bytes): {e}", got.len());
+            panic!(
+                "{side} read (after {} bytes, {:?} simulated): {e}",
+                got.len(),
+                sim_start().elapsed()
+            );
         }
         assert_eq!(got.len(), theirs.len(), "{side} stream {id}: length");
         assert!(got == theirs, "stream {id}: bytes differ");
@@ -115,6 +125,27 @@ async fn run_pair(net: Mixnet, pair: usize, soak: Soak) -> (Totals, u64, u64, u6
     let mut opener = client(&net, 2 * pair as u64 + 2).await;
     let to = *server.nym_address();
     let mut listener = server.listener().expect("listener");
+    // SOAK_TRACE=1: every 20 s simulated, what pair 0's two clients spent (diagnostics).
+    if pair == 0 && std::env::var_os("SOAK_TRACE").is_some() {
+        let net = net.clone();
+        let sa = server.nym_address().as_sim_address().expect("sim");
+        let oa = opener.nym_address().as_sim_address().expect("sim");
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                for (name, a) in [("server", sa), ("opener", oa)] {
+                    if let Some(s) = net.stats(&a) {
+                        eprintln!(
+                            "{:>5.0}s {name}: sent {} msgs {} surbs att {} used {} req {} recv {} replies_dropped {} lost {}",
+                            sim_start().elapsed().as_secs_f64(),
+                            s.packets_sent, s.messages_sent, s.surbs_attached, s.surbs_used,
+                            s.surbs_requested, s.surbs_received, s.replies_dropped, s.packets_lost
+                        );
+                    }
+                }
+            }
+        });
+    }
     let n = soak.streams_per_pair;
     let len = soak.bytes_each_way;
     let serve = tokio::spawn(async move {
@@ -185,7 +216,7 @@ fn run(soak: Soak) {
         let mut sim = SimConfig::hostile().with_seed(soak.seed);
         sim.loss_probability = soak.loss;
         let net = Mixnet::new(sim);
-        let started = tokio::time::Instant::now();
+        let started = sim_start();
         let pairs: Vec<_> = (0..soak.pairs)
             .map(|p| tokio::spawn(run_pair(net.clone(), p, soak)))
             .collect();
