@@ -155,6 +155,13 @@ pub struct Core<A, T> {
     /// Per-peer sessions: streams, backlog, orphans and the connection receive window.
     peers: Peers<Destination<A, T>>,
     ready: VecDeque<LocalId>,
+    /// Listener side: per peer, the streams whose payload waits for reply SURBs, in
+    /// the order they began to wait. They take turns as the stock allows, so under
+    /// SURB scarcity no stream of a peer starves while its siblings send.
+    surb_waiters: HashMap<Destination<A, T>, VecDeque<LocalId>>,
+    /// Waiters given their turn, served before the ready queue; no new turns are given
+    /// until these were served (each took a SURB the stock count already promised).
+    surb_turns: VecDeque<LocalId>,
     timers: BinaryHeap<Reverse<(Instant, LocalId)>>,
     control: VecDeque<Transmit<A, T>>,
     events: VecDeque<Event>,
@@ -217,6 +224,8 @@ where
             orphans,
             peers,
             ready: VecDeque::new(),
+            surb_waiters: HashMap::new(),
+            surb_turns: VecDeque::new(),
             timers: BinaryHeap::new(),
             control: VecDeque::new(),
             events: VecDeque::new(),
@@ -840,11 +849,21 @@ where
         if let Some(t) = self.control.pop_front() {
             return Some(t);
         }
-        while let Some(local) = self.ready.pop_front() {
+        if self.surb_turns.is_empty() && !self.surb_waiters.is_empty() {
+            self.release_surb_waiters(surb_stock);
+        }
+        while let Some((local, turn)) = self
+            .surb_turns
+            .pop_front()
+            .map(|l| (l, true))
+            .or_else(|| self.ready.pop_front().map(|l| (l, false)))
+        {
             let Some(s) = self.streams.get_mut(&local) else {
                 continue;
             };
-            s.in_ready = false;
+            if !turn {
+                s.in_ready = false;
+            }
             let stock = match s.peer {
                 Destination::Reply(tag) => surb_stock(&tag),
                 Destination::Address(_) => None,
@@ -856,8 +875,16 @@ where
             } else {
                 0
             };
-            if let Destination::Address(_) = s.peer {
-                s.peer_surbs = Some(peer_surbs(&self.peers, &s.peer, &self.cfg));
+            match s.peer {
+                Destination::Address(_) => {
+                    s.peer_surbs = Some(peer_surbs(&self.peers, &s.peer, &self.cfg));
+                }
+                Destination::Reply(_) if stock.is_some() => {
+                    s.peer_streams = u16::try_from(self.peers.get(&s.peer).streams)
+                        .unwrap_or(u16::MAX)
+                        .max(1);
+                }
+                Destination::Reply(_) => {}
             }
             let frame = s.poll_transmit(now, stock);
             let to = s.peer;
@@ -876,6 +903,36 @@ where
             }
         }
         None
+    }
+
+    /// Gives SURB waiters their turn, oldest first, as far as each peer's stock above
+    /// the ack reserve goes: each released stream is polled before the ready queue and
+    /// sends one frame before it may wait again at the back.
+    fn release_surb_waiters(&mut self, surb_stock: &dyn Fn(&T) -> Option<u32>) {
+        let mut released = Vec::new();
+        self.surb_waiters.retain(|peer, queue| {
+            let stock = match peer {
+                Destination::Reply(tag) => surb_stock(tag),
+                Destination::Address(_) => None,
+            };
+            let mut free = stock.map_or(usize::MAX, |n| {
+                n.saturating_sub(crate::stream::ACK_SURB_RESERVE) as usize
+            });
+            while free > 0 {
+                let Some(local) = queue.pop_front() else {
+                    break;
+                };
+                if let Some(s) = self.streams.get_mut(&local) {
+                    if s.in_surb_wait {
+                        s.surb_release();
+                        released.push(local);
+                        free -= 1;
+                    }
+                }
+            }
+            !queue.is_empty()
+        });
+        self.surb_turns.extend(released);
     }
 
     /// The next application event.
@@ -996,6 +1053,13 @@ where
             self.remove(local, now);
             return;
         }
+        if s.surb_blocked() && !s.in_surb_wait {
+            s.in_surb_wait = true;
+            self.surb_waiters
+                .entry(s.peer)
+                .or_default()
+                .push_back(local);
+        }
         if !s.in_ready && s.wants_transmit(now) {
             s.in_ready = true;
             self.ready.push_back(local);
@@ -1013,6 +1077,14 @@ where
             return;
         };
         tracing::debug!(stream = %s.id, "stream removed");
+        if s.in_surb_wait {
+            if let Some(q) = self.surb_waiters.get_mut(&s.peer) {
+                q.retain(|l| *l != local);
+                if q.is_empty() {
+                    self.surb_waiters.remove(&s.peer);
+                }
+            }
+        }
         if s.pending_open {
             self.pending_opens -= 1;
             self.events.push_back(Event::OpenRoom);
@@ -1046,6 +1118,14 @@ where
 /// streams) and the room under its ceiling: one SURB per frame of the credit its
 /// streams hold with us (what it may still send), plus the ack reserve and the target
 /// stock. What a peer can make us spend on SURBs is bounded by this, whatever it asks.
+///
+/// The estimate counts one SURB per frame that came back, but a reply lost on the way
+/// used one too (the mixnet client resends it with another), and so did a reply the
+/// peer's client gave up: under loss the estimate drifts high, and a peer starved of
+/// SURBs would be refused the very SURBs it asks for. So the room is measured against
+/// a loss-tolerant figure that counts up to [`SURB_USE_PER_REPLY`] SURBs per frame
+/// seen: SURBs we ever send a peer stay at most that many per frame it sent us, plus
+/// the ceiling.
 fn peer_surbs<A, T>(
     peers: &Peers<Destination<A, T>>,
     peer: &Destination<A, T>,
@@ -1057,11 +1137,19 @@ where
 {
     let p = peers.get(peer);
     let estimate = p.surbs_sent.saturating_sub(p.replies_seen);
+    let used_at_most = p.replies_seen.saturating_mul(SURB_USE_PER_REPLY.0) / SURB_USE_PER_REPLY.1;
+    let at_least = p.surbs_sent.saturating_sub(used_at_most);
     let frames = p.credit.div_ceil(cfg.frame_payload() as u64);
     let ceiling = frames + u64::from(crate::stream::ACK_SURB_RESERVE) + u64::from(cfg.surb_target);
     let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
-    (clamp(estimate), clamp(ceiling.saturating_sub(estimate)))
+    (clamp(estimate), clamp(ceiling.saturating_sub(at_least)))
 }
+
+/// The most reply SURBs we count a peer's frame as having used (itself, and replies
+/// lost or dropped on the way), as a ratio: 3/2 covers a third of the replies lost.
+/// This bounds what a peer can make us send: per frame it sends us, at most this many
+/// SURBs beyond its ceiling.
+const SURB_USE_PER_REPLY: (u64, u64) = (3, 2);
 
 /// A stateless `Reset` frame for stream `id`.
 fn reset_transmit<A, T>(id: StreamId, to: Destination<A, T>, code: u32) -> Transmit<A, T> {

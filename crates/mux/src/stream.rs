@@ -174,6 +174,10 @@ pub(crate) struct StreamState<A, T> {
     /// Opener side: the peer-wide SURB estimate and the room under the peer's ceiling,
     /// set by the core before this stream transmits or handles a frame.
     pub(crate) peer_surbs: Option<(u32, u32)>,
+    /// Replier side: live streams of this stream's peer, set by the core before this
+    /// stream transmits. The SURB stock belongs to the peer, so a stream asks for its
+    /// own need less its share of the stock, not less all of it.
+    pub(crate) peer_streams: u16,
     // Replier side: when we last asked for SURBs.
     last_surb_request: Option<Instant>,
     // Replier side: SURBs asked for in our last request, and replies sent since.
@@ -182,6 +186,9 @@ pub(crate) struct StreamState<A, T> {
     last_ask_at: Option<Instant>,
     // Replier side: when payload last had to wait for reply SURBs (see `surb_starved`).
     surb_blocked_at: Option<Instant>,
+    /// Listener side: the stream waits in its peer's queue of SURB waiters (the core
+    /// releases the queue in order as the stock allows, so streams take turns).
+    pub(crate) in_surb_wait: bool,
 
     // Liveness.
     keepalive_interval: std::time::Duration,
@@ -312,11 +319,13 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             replies_seen: 0,
             last_surb_grant: None,
             peer_surbs: None,
+            peer_streams: 1,
             last_surb_request: None,
             surbs_asked: 0,
             replies_since_ask: 0,
             last_ask_at: None,
             surb_blocked_at: None,
+            in_surb_wait: false,
             keepalive_interval: cfg.keepalive_interval,
             keepalive_max_missed: cfg.keepalive_max_missed.max(1),
             idle_timeout: cfg.idle_timeout,
@@ -752,8 +761,11 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.is_outbound() {
             self.replies_seen += 1;
         }
-        // The opener's message may have brought SURBs.
-        self.surb_blocked_at = None;
+        // The opener's message may have brought SURBs (a stream in the peer's queue
+        // of SURB waiters waits for its turn instead: the core releases it).
+        if !self.in_surb_wait {
+            self.surb_blocked_at = None;
+        }
         if self.reaped && self.reset.is_none() {
             self.on_frame_after_reap(header);
             return;
@@ -1178,8 +1190,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.surb_blocked_at.is_some_and(|t| t + SURB_RETRY <= now) {
             // The network may have received SURBs meanwhile (its own top-up requests
             // do not pass through us): look at the stock again. First, before any
-            // early return, so the deadline never stays due.
-            self.surb_blocked_at = None;
+            // early return, so the deadline never stays due. A stream in the peer's
+            // queue of waiters stays blocked (the core releases it in turn); the timer
+            // only makes the driver look at the stock again.
+            self.surb_blocked_at = self.in_surb_wait.then_some(now);
         }
         if self.reset.is_some() {
             return;
@@ -1550,6 +1564,17 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         !self.is_outbound() && self.extended() && stock.is_some_and(|n| n <= ACK_SURB_RESERVE)
     }
 
+    /// Whether payload waits for reply SURBs (listener side).
+    pub(crate) fn surb_blocked(&self) -> bool {
+        self.surb_blocked_at.is_some()
+    }
+
+    /// The core gives this stream its turn at the SURB stock.
+    pub(crate) fn surb_release(&mut self) {
+        self.in_surb_wait = false;
+        self.surb_blocked_at = None;
+    }
+
     /// Whether the stream can leave the table.
     pub(crate) fn removable(&mut self, now: Instant) -> bool {
         if self.read_handle || self.write_handle {
@@ -1624,17 +1649,20 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
 
     /// Opener side: the replier asked for `wanted` more SURBs. What we grant is ours to
     /// decide, never the peer's: at most what it could use to send us everything our
-    /// window lets it send plus its ack reserve, minus our estimate of the stock it
-    /// already holds, and a new grant at most once per round trip. So a hostile ack
+    /// window lets it send plus its ack reserve, within the peer's loss-tolerant room,
+    /// and a new grant at most once per round trip. So a hostile ack
     /// asking for 65,535 costs a few messages, not thousands.
     fn on_surb_request(&mut self, wanted: u16, now: Instant) {
         let interval = self.rtt.srtt().unwrap_or(self.rtt.rto());
         if self.last_surb_grant.is_some_and(|t| t + interval > now) {
             return;
         }
+        // The peer's ask was computed from the stock it really holds, which our
+        // estimate overstates under loss; its room (loss-tolerant, see the core's
+        // `peer_surbs`) bounds the total, the stream's ceiling one grant.
         let ceiling = self.surb_ceiling();
-        let (estimate, peer_room) = self.surb_estimate();
-        let room = u64::from(ceiling).saturating_sub(estimate).min(peer_room) as u32;
+        let (_, peer_room) = self.surb_estimate();
+        let room = u64::from(ceiling).min(peer_room) as u32;
         let grant = u32::from(wanted).min(room);
         if grant < u32::from(wanted) {
             self.metrics.surb_requests_capped += 1;
@@ -1670,7 +1698,13 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             return 0;
         }
         let bytes = self.pending.len() + self.retransmit_queue.len() * self.frame_payload;
-        let need = bytes.div_ceil(self.frame_payload) as u32 + ACK_SURB_RESERVE;
+        // One receive window of frames (the ceiling the opener grants a stream) is what
+        // the peer's link can carry back per round trip; streams of the same peer share
+        // it, or a hundred streams would each ask for a window's worth the link cannot
+        // use and the opener's uplink would fill with SURBs instead of its data.
+        let peers = u32::from(self.peer_streams.max(1));
+        let cap = (self.surb_ceiling() / peers).max(ACK_SURB_RESERVE);
+        let need = (bytes.div_ceil(self.frame_payload) as u32).min(cap) + ACK_SURB_RESERVE;
         // Where the network does not report the stock (the real Nym client), estimate
         // it: what we asked for last time, less the replies sent since (each used one).
         // Otherwise every request would ask for the whole need again.
@@ -1686,7 +1720,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 0
             }
         });
-        let want = need.saturating_sub(stock);
+        let share = stock / peers;
+        let want = need.saturating_sub(share);
         want.min(u32::from(u16::MAX)) as u16
     }
 

@@ -126,3 +126,59 @@ fn a_reset_while_waiting_for_surbs_keeps_the_timer_contract() {
     w.b.handle_timeout(later);
     common::wire::assert_timer_contract(&mut w.b, later, "B");
 }
+
+/// Under SURB scarcity a peer's streams take turns at the stock. Stream 0's opener
+/// keeps sending (a byte a round): each of its frames used to unblock stream 0 at once,
+/// so stream 0 took every SURB that arrived while its siblings starved (in the 1 GiB
+/// soak, for 30 minutes, until the idle timeout reaped them).
+#[test]
+fn streams_short_of_surbs_take_turns() {
+    let mut w = Wire::default_pair();
+    let pairs: Vec<_> = (0..4).map(|_| w.open_pair()).collect();
+    for (_, lb) in &pairs {
+        w.write_all(B, *lb, &pattern(60_000, 5));
+    }
+    let ids: Vec<_> = pairs
+        .iter()
+        .map(|(_, lb)| w.b.stream_id(*lb).unwrap())
+        .collect();
+    let mut now = w.now;
+    // No SURBs above the reserve: every stream's payload waits.
+    while w.b.poll_transmit(now, &|_| Some(0)).is_some() {}
+    let mut data = [0usize; 4];
+    for _ in 0..40 {
+        now += Duration::from_millis(100);
+        w.a.handle_timeout(now);
+        w.b.handle_timeout(now);
+        let _ = w.a.write(now, pairs[0].0, b"x");
+        w.a.flush(now, pairs[0].0);
+        while let Some(t) = w.a.poll_transmit(now, &|_| None) {
+            w.b.handle_inbound(
+                now,
+                mux::Inbound {
+                    payload: t.payload,
+                    sender_tag: Some(common::wire::tag_of(A)),
+                },
+            );
+        }
+        // Two SURBs above the reserve of four arrive each round.
+        let mut stock = 6u32;
+        loop {
+            let s = stock;
+            let Some(t) = w.b.poll_transmit(now, &|_| Some(s)) else {
+                break;
+            };
+            stock = stock.saturating_sub(1);
+            let f = lp_frame::OwnedStreamFrame::parse(t.payload).unwrap();
+            if f.header.msg_type == MessageType::Data {
+                let i = ids.iter().position(|id| *id == f.header.stream_id).unwrap();
+                data[i] += 1;
+            }
+        }
+    }
+    let (min, max) = (*data.iter().min().unwrap(), *data.iter().max().unwrap());
+    assert!(
+        min >= 5 && max - min <= 3,
+        "data frames per stream: {data:?}"
+    );
+}
