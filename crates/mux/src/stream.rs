@@ -1086,6 +1086,16 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         }
         if let Some(sample) = out.rtt_sample {
             self.rtt.on_sample(sample);
+            // The sample comes from a frame sent once: if it went out before the
+            // timeout, its first transmission got through and the timeout was spurious
+            // (the acks were only late, in a queue), so nothing sent before it is
+            // presumed lost any more (like F-RTO, RFC 5682).
+            if self
+                .recovery_point
+                .is_some_and(|point| now.checked_sub(sample).is_some_and(|sent| sent < point))
+            {
+                self.recovery_point = None;
+            }
         }
         if !out.fast_retransmit.is_empty() {
             // Messages overtake each other all the time on a mixnet (and the client
