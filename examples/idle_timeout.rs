@@ -2,10 +2,11 @@
 //! preset, real time).
 //!
 //! The opener's client reaps streams after 2 s without data. Its stream says hello, then
-//! both sides go quiet: the opener's blocked read returns `Ok(0)` at the deadline (as the
-//! reference implementation does), a later write fails, and the reap is announced to the
-//! peer (reset code `IDLE_TIMEOUT`), whose stream ends the same way: `Ok(0)`, although its
-//! own idle timeout is the default 30 minutes.
+//! both sides go quiet: the opener's blocked read fails with `TimedOut` at the deadline
+//! (neither side sent its FIN, so this is no clean end: `Ok(0)` would claim the peer had
+//! nothing more to say), a later write fails, and the reap is announced to the peer (reset
+//! code `IDLE_TIMEOUT`), whose stream ends the same way, although its own idle timeout is
+//! the default 30 minutes.
 //!
 //! ```sh
 //! cargo run --example idle_timeout
@@ -54,15 +55,16 @@ async fn run() -> Result<(), Box<dyn Error>> {
 
     // Nobody writes any more. The client's read waits ... until the idle timeout.
     let mut buf = [0u8; 64];
-    let n = stream.read(&mut buf).await?;
+    let read = stream.read(&mut buf).await;
     let waited = quiet_since.elapsed();
     println!(
-        "[client] {}: read returned Ok({n}) {:.2} s after its last byte; reaped = {}",
+        "[client] {}: read returned {read:?} {:.2} s after its last byte; reaped = {}",
         stream.id(),
         waited.as_secs_f64(),
         stream.is_reaped()
     );
-    if n != 0 || !stream.is_reaped() || waited < IDLE {
+    let timed_out = matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::TimedOut);
+    if !timed_out || !stream.is_reaped() || waited < IDLE {
         return Err("the idle stream was not reaped at its deadline".into());
     }
     match stream.write_all(b"too late").await {
@@ -72,8 +74,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
 
     // The reap was announced to the server, whose end is reaped too.
     match incoming.read(&mut buf).await {
-        Ok(0) if incoming.is_reaped() => println!(
-            "[server] {}: read returned Ok(0): the client's reap ended this end too",
+        Err(e) if incoming.is_reaped() => println!(
+            "[server] {}: read failed ({e}): the client's reap ended this end too",
             incoming.id()
         ),
         other => return Err(format!("the server expected its end reaped, got {other:?}").into()),

@@ -25,9 +25,11 @@ type Inner = mux::MuxStream<Recipient, SenderTag>;
 ///
 /// **Idle timeout.** A stream without data in either direction for the client's stream
 /// idle timeout (default 30 minutes) is reaped, whether or not a task is using it: reads
-/// return what already arrived and then `Ok(0)` as in the reference implementation, and
-/// writes fail with `BrokenPipe`. The peer is told (reset code `IDLE_TIMEOUT`) and reaps
-/// its end the same way.
+/// return what already arrived and then fail with `TimedOut` (the peer never sent its
+/// FIN, so nobody can tell it had nothing more to send; the reference implementation
+/// returns `Ok(0)`, and so do we for a reference-format peer), and writes fail with
+/// `BrokenPipe`. The peer is told (reset code `IDLE_TIMEOUT`) and reaps its end the same
+/// way. A stream whose peer shut its side down ends reads with `Ok(0)` as usual.
 #[derive(Debug)]
 pub struct MixnetStream {
     inner: Inner,
@@ -51,7 +53,7 @@ impl MixnetStream {
     }
 
     /// One chunk of bytes as it arrived (at most one frame's payload); `Ok(None)` at the
-    /// end of the stream, and after the idle timeout reaped it.
+    /// end of the stream (an error after the idle timeout reaped it before the end).
     pub async fn recv(&mut self) -> io::Result<Option<Bytes>> {
         self.inner.recv().await
     }
@@ -136,8 +138,8 @@ impl OwnedReadHalf {
         self.inner.id()
     }
 
-    /// One chunk of bytes as it arrived; `Ok(None)` at the end of the stream (and after
-    /// the idle timeout reaped it).
+    /// One chunk of bytes as it arrived; `Ok(None)` at the end of the stream (an error
+    /// after the idle timeout reaped it before the end).
     pub async fn recv(&mut self) -> io::Result<Option<Bytes>> {
         self.inner.recv().await
     }
