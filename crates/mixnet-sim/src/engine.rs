@@ -270,6 +270,24 @@ impl Engine {
                 break a;
             }
         };
+        (self.add_client(addr), addr)
+    }
+
+    /// Connects a client with a chosen address (derived from an identity). An address
+    /// whose earlier client left is taken over (messages to it reach the new client); one
+    /// whose client is still connected is refused.
+    pub(crate) fn connect_address(&mut self, addr: Address) -> Result<ClientId, SimError> {
+        if self
+            .by_addr
+            .get(&addr)
+            .is_some_and(|&c| self.is_connected(c))
+        {
+            return Err(SimError::AddressInUse(addr));
+        }
+        Ok(self.add_client(addr))
+    }
+
+    fn add_client(&mut self, addr: Address) -> ClientId {
         let id = self.clients.len();
         self.clients.push(Some(ClientState {
             queue: VecDeque::new(),
@@ -283,7 +301,14 @@ impl Engine {
         self.addrs.push(addr);
         self.stats.push(ClientStats::default());
         self.by_addr.insert(addr, id);
-        (id, addr)
+        id
+    }
+
+    /// SURBs held for every tag this client has seen.
+    pub(crate) fn surb_stocks(&self, c: ClientId) -> Vec<(SenderTag, u32)> {
+        self.client(c)
+            .map(|s| s.tags.iter().map(|(t, ts)| (*t, ts.stock)).collect())
+            .unwrap_or_default()
     }
 
     pub(crate) fn disconnect(&mut self, c: ClientId) {

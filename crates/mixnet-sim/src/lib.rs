@@ -65,9 +65,12 @@
 
 mod config;
 mod engine;
+pub mod hub;
+mod identity;
 mod types;
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -87,6 +90,7 @@ pub use types::{
 };
 
 use engine::{ClientId, Engine};
+pub use identity::Identity;
 
 struct Shared {
     engine: Mutex<Engine>,
@@ -211,10 +215,29 @@ impl Mixnet {
     /// Connect a new client with a fresh random address (drawn from the seeded generator).
     pub fn connect(&self) -> SimClient {
         let (id, addr) = self.shared.with(|e| e.connect());
+        self.client(id, addr)
+    }
+
+    /// Connect a client whose address is the identity's ([`Identity::address`]): the
+    /// same identity gets the same address every time, and messages sent to the address
+    /// while it was away are lost as for any offline client. Fails with
+    /// [`SimError::AddressInUse`] while another client with that identity is connected.
+    pub fn connect_with_identity(&self, identity: &Identity) -> Result<SimClient, SimError> {
+        self.connect_address(identity.address())
+    }
+
+    pub(crate) fn connect_address(&self, addr: Address) -> Result<SimClient, SimError> {
+        let id = self.shared.with(|e| e.connect_address(addr))?;
+        Ok(self.client(id, addr))
+    }
+
+    fn client(&self, id: ClientId, addr: Address) -> SimClient {
         SimClient {
-            shared: Arc::clone(&self.shared),
-            id,
-            addr,
+            inner: ClientInner::Local(LocalClient {
+                shared: Arc::clone(&self.shared),
+                id,
+                addr,
+            }),
         }
     }
 
@@ -239,11 +262,22 @@ impl Mixnet {
     }
 }
 
-/// One client's end of the network. Dropping it disconnects the client.
+/// One client's end of the network: of an in-process [`Mixnet`] ([`Mixnet::connect`]) or
+/// of a [`hub::Hub`] in another process ([`SimClient::connect_hub`]); both offer the same
+/// operations. Dropping it disconnects the client.
 ///
 /// A driver task typically owns it and polls [`SimClient::poll_ready`] before each send and
 /// [`SimClient::poll_recv`] for arrivals.
 pub struct SimClient {
+    inner: ClientInner,
+}
+
+enum ClientInner {
+    Local(LocalClient),
+    Remote(hub::RemoteClient),
+}
+
+struct LocalClient {
     shared: Arc<Shared>,
     id: ClientId,
     addr: Address,
@@ -252,24 +286,44 @@ pub struct SimClient {
 impl fmt::Debug for SimClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SimClient")
-            .field("address", &self.addr)
+            .field("address", &self.address())
+            .field("hub", &matches!(self.inner, ClientInner::Remote(_)))
             .finish_non_exhaustive()
     }
 }
 
 impl SimClient {
+    /// Joins the hub at `hub` (a [`hub::Hub`], possibly in another process) with this
+    /// identity: the client's address is [`Identity::address`], so the same identity
+    /// gets the same address every time. Fails with a clear error when the hub cannot be
+    /// reached ([`SimError::HubUnreachable`]) or refuses ([`SimError::HubRefused`]: an
+    /// unsupported version, the address already connected, the hub full). Call it inside a
+    /// tokio runtime with the I/O and time drivers.
+    pub async fn connect_hub(hub: SocketAddr, identity: &Identity) -> Result<SimClient, SimError> {
+        Ok(SimClient {
+            inner: ClientInner::Remote(hub::RemoteClient::connect(hub, identity).await?),
+        })
+    }
+
     /// This client's address.
     pub fn address(&self) -> Address {
-        self.addr
+        match &self.inner {
+            ClientInner::Local(c) => c.addr,
+            ClientInner::Remote(c) => c.address(),
+        }
     }
 
     /// Ready when the send queue has room (fewer than `outbound_queue_packets` packets queued,
-    /// counting replies that wait for SURBs); `Err(Disconnected)` after a forced disconnect.
+    /// counting replies that wait for SURBs); `Err(Disconnected)` after a forced disconnect,
+    /// `Err(HubGone)` once a hub client lost its hub.
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SimError>> {
-        match self.shared.with(|e| e.poll_ready(self.id, cx.waker())) {
-            Ok(true) => Poll::Ready(Ok(())),
-            Ok(false) => Poll::Pending,
-            Err(e) => Poll::Ready(Err(e)),
+        match &mut self.inner {
+            ClientInner::Local(c) => match c.shared.with(|e| e.poll_ready(c.id, cx.waker())) {
+                Ok(true) => Poll::Ready(Ok(())),
+                Ok(false) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            },
+            ClientInner::Remote(c) => c.poll_ready(cx),
         }
     }
 
@@ -285,9 +339,14 @@ impl SimClient {
     /// the message's packets. Messages to unknown or disconnected addresses cost their packets
     /// and are then counted in `messages_dropped`.
     pub fn send_regular(&mut self, to: Address, payload: Bytes) -> Result<(), SimError> {
-        let id = self.id;
-        self.shared
-            .with(|e| e.send(id, to, payload, None, Instant::now()))
+        match &mut self.inner {
+            ClientInner::Local(c) => {
+                let id = c.id;
+                c.shared
+                    .with(|e| e.send(id, to, payload, None, Instant::now()))
+            }
+            ClientInner::Remote(c) => c.send_regular(to, payload),
+        }
     }
 
     /// Send an anonymous message carrying `reply_surbs` reply SURBs (may be 0): the receiver
@@ -299,9 +358,14 @@ impl SimClient {
         payload: Bytes,
         reply_surbs: u32,
     ) -> Result<(), SimError> {
-        let id = self.id;
-        self.shared
-            .with(|e| e.send(id, to, payload, Some(reply_surbs), Instant::now()))
+        match &mut self.inner {
+            ClientInner::Local(c) => {
+                let id = c.id;
+                c.shared
+                    .with(|e| e.send(id, to, payload, Some(reply_surbs), Instant::now()))
+            }
+            ClientInner::Remote(c) => c.send_anonymous(to, payload, reply_surbs),
+        }
     }
 
     /// Reply to the sender of an anonymous message through its tag. Each reply packet spends
@@ -309,16 +373,25 @@ impl SimClient {
     /// with other replies to that tag) and is dropped after `reply_wait_timeout`. A low stock
     /// makes this client ask the opener for more. Arrives with `sender_tag: None`.
     pub fn send_reply(&mut self, tag: SenderTag, payload: Bytes) -> Result<(), SimError> {
-        let id = self.id;
-        self.shared
-            .with(|e| e.send_reply(id, tag, payload, Instant::now()))
+        match &mut self.inner {
+            ClientInner::Local(c) => {
+                let id = c.id;
+                c.shared
+                    .with(|e| e.send_reply(id, tag, payload, Instant::now()))
+            }
+            ClientInner::Remote(c) => c.send_reply(tag, payload),
+        }
     }
 
-    /// The next received message; `Ready(None)` once the client is disconnected.
+    /// The next received message; `Ready(None)` once the client is disconnected (or its
+    /// hub is gone).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<ReceivedMessage>> {
-        match self.shared.with(|e| e.poll_recv(self.id, cx.waker())) {
-            Some(m) => Poll::Ready(m),
-            None => Poll::Pending,
+        match &mut self.inner {
+            ClientInner::Local(c) => match c.shared.with(|e| e.poll_recv(c.id, cx.waker())) {
+                Some(m) => Poll::Ready(m),
+                None => Poll::Pending,
+            },
+            ClientInner::Remote(c) => c.poll_recv(cx),
         }
     }
 
@@ -327,14 +400,31 @@ impl SimClient {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    /// SURBs currently held for replies to `tag` (0 for unknown tags).
+    /// SURBs currently held for replies to `tag` (0 for unknown tags). A hub client knows
+    /// the figure the hub last reported (with every message from the tag, and every
+    /// 100 ms when it changed), less the replies sent since.
     pub fn surbs_available(&self, tag: &SenderTag) -> u32 {
-        self.shared.lock().surbs_available(self.id, tag)
+        match &self.inner {
+            ClientInner::Local(c) => c.shared.lock().surbs_available(c.id, tag),
+            ClientInner::Remote(c) => c.surbs_available(tag),
+        }
     }
 
-    /// This client's statistics so far.
+    /// SURBs held for every sender tag this client has seen (for the hub's updates).
+    pub(crate) fn surb_stocks(&self) -> Vec<(SenderTag, u32)> {
+        match &self.inner {
+            ClientInner::Local(c) => c.shared.lock().surb_stocks(c.id),
+            ClientInner::Remote(_) => Vec::new(),
+        }
+    }
+
+    /// This client's statistics so far (a hub client: as of the hub's last update, at
+    /// most 100 ms old).
     pub fn stats(&self) -> ClientStats {
-        self.shared.lock().stats_of(self.id)
+        match &self.inner {
+            ClientInner::Local(c) => c.shared.lock().stats_of(c.id),
+            ClientInner::Remote(c) => c.stats(),
+        }
     }
 
     /// Leave the network (the same as dropping the client): queued packets are dropped and the
@@ -344,7 +434,7 @@ impl SimClient {
     }
 }
 
-impl Drop for SimClient {
+impl Drop for LocalClient {
     fn drop(&mut self) {
         let wakers = {
             let mut e = self.shared.lock();

@@ -159,6 +159,33 @@ pub enum SimError {
     /// A reply named a sender tag this client never received an anonymous message from.
     #[error("no anonymous message was ever received from sender tag {0}; replies need a tag taken from a received message")]
     UnknownSenderTag(SenderTag),
+    /// Another connected client has this address (the same identity used twice).
+    #[error("another client with address {0} is connected to this network (the same identity used twice); stop the other client or use another identity file")]
+    AddressInUse(Address),
+    /// A hub could not be reached or did not answer as a hub.
+    #[error("could not join the simulated-mixnet hub at {hub}: {reason}; start one with `nym-stream hub`, or check the address (NYM_STREAM_NETWORK)")]
+    HubUnreachable {
+        /// The hub's socket address.
+        hub: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The hub refused this client (and said why).
+    #[error("the simulated-mixnet hub at {hub} refused this client: {reason}")]
+    HubRefused {
+        /// The hub's socket address.
+        hub: String,
+        /// The hub's reason.
+        reason: String,
+    },
+    /// The connection to the hub ended: the client is off the network.
+    #[error("the connection to the simulated-mixnet hub at {hub} is gone ({reason}); restart the hub and connect a new client")]
+    HubGone {
+        /// The hub's socket address.
+        hub: String,
+        /// What ended it.
+        reason: String,
+    },
     /// The message (payload plus framing and SURBs) exceeds the configured maximum.
     #[error("message of {framed_len} framed bytes (payload plus framing and reply SURBs) exceeds the maximum of {max} bytes; split it")]
     MessageTooLarge {
