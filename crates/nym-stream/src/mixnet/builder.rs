@@ -1,11 +1,13 @@
 //! The client builder: every knob of the multiplexer, the idle timeout and the network.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use mixnet_sim::Mixnet;
+use mixnet_sim::{Identity, Mixnet, SimClient};
 use mux::MuxConfig;
 
-use super::network::Network;
+use super::network::{default_network, network_from_env, Network};
 use super::{Error, MixnetClient, Result};
 
 /// Default [`MixnetClientBuilder::with_stream_idle_timeout`]: 30 minutes.
@@ -43,6 +45,7 @@ pub const DEFAULT_PLAIN_MESSAGE_SURBS: u32 = 10;
 #[must_use = "a builder does nothing until build() and connect_to_mixnet()"]
 pub struct MixnetClientBuilder {
     network: Option<Network>,
+    identity: Option<PathBuf>,
     mux: MuxConfig,
     idle_timeout: Option<Duration>,
     plain_surbs: u32,
@@ -55,6 +58,7 @@ impl MixnetClientBuilder {
     pub fn new_ephemeral() -> Self {
         Self {
             network: None,
+            identity: None,
             mux: MuxConfig::default(),
             idle_timeout: Some(DEFAULT_STREAM_IDLE_TIMEOUT),
             plain_surbs: DEFAULT_PLAIN_MESSAGE_SURBS,
@@ -83,6 +87,27 @@ impl MixnetClientBuilder {
     /// (default 30 minutes; see [`MixnetStream`](super::MixnetStream)). Must be non-zero.
     pub fn with_stream_idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Joins the simulated-mixnet hub at `hub` (started with `nym-stream hub` or
+    /// [`mixnet_sim::hub::Hub::start`], possibly in another process) instead of the
+    /// embedded network. Without a network named here, the `NYM_STREAM_NETWORK`
+    /// environment variable decides ([`NETWORK_ENV`](super::NETWORK_ENV)).
+    pub fn hub(mut self, hub: SocketAddr) -> Self {
+        self.network = Some(Network::Hub(hub));
+        self
+    }
+
+    /// Keeps the client's identity in `path`, so its address survives restarts: the file
+    /// is read if it exists and created otherwise (a fresh secret, readable by its owner
+    /// only). Two clients with the same identity cannot be connected to one network at
+    /// once. On the embedded network and on a hub; with feature `nym` on the real network,
+    /// nym-sdk keeps the client's keys in the directory `<path>.nym` beside it, so the Nym
+    /// address is stable too. (Without it, every client gets a fresh address, as with
+    /// nym-sdk's `new_ephemeral`.)
+    pub fn identity_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.identity = Some(path.into());
         self
     }
 
@@ -274,16 +299,59 @@ impl DisconnectedMixnetClient {
     pub async fn connect_to_mixnet(self) -> Result<MixnetClient> {
         #[cfg(feature = "nym")]
         if matches!(self.builder.network, Some(Network::Nym)) {
-            let nym = nym_sdk::mixnet::MixnetClient::connect_new()
-                .await
-                .map_err(|e| Error::Nym {
-                    what: "connecting to the Nym mixnet",
-                    reason: e.to_string(),
-                })?;
+            let nym = match &self.builder.identity {
+                // nym-sdk's on-disk storage beside the identity file: a stable address.
+                Some(path) => super::nym_client::connect_nym_persistent(path).await?,
+                None => nym_sdk::mixnet::MixnetClient::connect_new()
+                    .await
+                    .map_err(|e| Error::Nym {
+                        what: "connecting to the Nym mixnet",
+                        reason: e.to_string(),
+                    })?,
+            };
             return self.wrap_nym(nym);
         }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::NoRuntime);
+        }
+        let identity = match &self.builder.identity {
+            Some(path) => Some(
+                Identity::load_or_create(path)
+                    .map_err(|source| Error::Identity {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .0,
+            ),
+            None => None,
+        };
         let (network, mux, idle_timeout, plain_surbs) = self.into_parts();
-        MixnetClient::connect(network, mux, idle_timeout, plain_surbs)
+        let network = match network {
+            Some(n) => n,
+            None => match network_from_env()? {
+                Some(n) => n,
+                None => Network::Sim(default_network()?.clone()),
+            },
+        };
+        let client = match &network {
+            Network::Sim(net) => match &identity {
+                Some(id) => net.connect_with_identity(id)?,
+                None => net.connect(),
+            },
+            Network::Hub(hub) => {
+                let id = identity.unwrap_or_else(Identity::generate);
+                SimClient::connect_hub(*hub, &id).await?
+            }
+            #[cfg(feature = "nym")]
+            Network::Nym => unreachable!("handled above"),
+        };
+        Ok(MixnetClient::connect_sim(
+            client,
+            network,
+            mux,
+            idle_timeout,
+            plain_surbs,
+        ))
     }
 
     /// The settings: network, multiplexer configuration (with the idle timeout applied),

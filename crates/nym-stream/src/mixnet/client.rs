@@ -10,7 +10,7 @@ use bytes::Bytes;
 use mixnet_sim::{ClientStats, SenderTag};
 use mux::{Destination, MuxHandle};
 
-use super::network::{default_network, Network, SimAdapter};
+use super::network::{Network, SimAdapter};
 use super::{
     AnonymousSenderTag, ClientMetrics, Error, MixnetClientBuilder, MixnetListener, MixnetStream,
     Recipient, Result,
@@ -173,37 +173,16 @@ impl MixnetClient {
             .await
     }
 
-    pub(crate) fn connect(
-        network: Option<Network>,
+    /// A client over a connected simulator client (in process or through a hub).
+    pub(crate) fn connect_sim(
+        client: mixnet_sim::SimClient,
+        network: Network,
         cfg: mux::MuxConfig,
         idle_timeout: Option<Duration>,
         plain_surbs: u32,
-    ) -> Result<Self> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(Error::NoRuntime);
-        }
-        let network = match network {
-            Some(n) => n,
-            None => Network::Sim(default_network()?.clone()),
-        };
-        let handle = match &network {
-            Network::Sim(net) => mux::spawn(SimAdapter::new(net.connect()), cfg),
-            #[cfg(feature = "nym")]
-            Network::Nym => {
-                return Err(Error::Nym {
-                    what: "connecting",
-                    reason: "a real-network client must be connected through \
-                             connect_to_mixnet() or wrapped with wrap_nym()"
-                        .into(),
-                })
-            }
-        };
-        Ok(Self::from_handle(
-            handle,
-            network,
-            idle_timeout,
-            plain_surbs,
-        ))
+    ) -> Self {
+        let handle = mux::spawn(SimAdapter::new(client), cfg);
+        Self::from_handle(handle, network, idle_timeout, plain_surbs)
     }
 
     pub(crate) fn from_handle(
@@ -302,10 +281,12 @@ impl MixnetClient {
 
     /// What the network spent on this client (packets sent and retransmitted, SURBs,
     /// bytes), as the simulator counts it; `None` on the real Nym network, which does not
-    /// report it.
+    /// report it, and on a hub (the network runs in the hub's process: ask the hub).
     pub fn network_stats(&self) -> Option<ClientStats> {
         match &self.network {
             Network::Sim(net) => net.stats(&self.address.as_sim_address()?),
+            // The hub's network lives in another process.
+            Network::Hub(_) => None,
             #[cfg(feature = "nym")]
             Network::Nym => None,
         }

@@ -93,6 +93,20 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// The simulated network refused the client or could not be reached: a hub that is
+    /// not running or refused (the identity already connected, say), or a hub that went
+    /// away.
+    #[error("{0}")]
+    Network(#[from] mixnet_sim::SimError),
+    /// The identity file could not be read or created.
+    #[error("identity file {}: {source}", path.display())]
+    Identity {
+        /// The file named with [`MixnetClientBuilder::identity_file`](super::MixnetClientBuilder::identity_file).
+        path: std::path::PathBuf,
+        /// What failed (the message says what to do).
+        #[source]
+        source: io::Error,
+    },
     /// An operation gave up after waiting.
     #[error("{what} did not complete within {after:?}; the peer may be unreachable, retry or raise the limit")]
     TimedOut {

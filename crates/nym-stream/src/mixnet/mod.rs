@@ -18,11 +18,11 @@ pub use builder::{
 };
 pub use client::{MixnetClient, MixnetClientSender, MixnetMessageSender, ReconstructedMessage};
 pub use error::{Error, Result};
-pub use network::{default_network, Recipient, SEED_ENV};
+pub use network::{default_network, Recipient, NETWORK_ENV, SEED_ENV};
 pub use stream::{MixnetListener, MixnetStream, OwnedReadHalf, OwnedWriteHalf};
 
 pub use lp_frame::StreamId;
-pub use mixnet_sim::{ClientStats, Mixnet, SimConfig};
+pub use mixnet_sim::{ClientStats, Identity, Mixnet, SimConfig};
 pub use mux::{ClientMetrics, MuxConfig, StreamError, StreamMetrics};
 
 /// The tag through which a receiver answers an anonymous sender without learning its

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 use std::sync::OnceLock;
 
@@ -181,6 +182,9 @@ impl FromStr for Recipient {
 pub(crate) enum Network {
     /// A simulated mixnet, embedded in this process.
     Sim(Mixnet),
+    /// A simulated mixnet shared through a hub (`nym-stream hub`), possibly in another
+    /// process.
+    Hub(SocketAddr),
     /// The real Nym mixnet, through a `nym_sdk` client.
     #[cfg(feature = "nym")]
     Nym,
@@ -188,6 +192,52 @@ pub(crate) enum Network {
 
 /// Environment variable that fixes the seed of the process-wide simulated network.
 pub const SEED_ENV: &str = "NYM_STREAM_SIM_SEED";
+
+/// Environment variable that chooses the network of clients whose builder names none
+/// ([`MixnetClient::connect_new`](super::MixnetClient::connect_new) among them), so an
+/// unmodified program can run against a hub:
+///
+/// * unset, empty or `embedded`: the process-wide embedded simulated mixnet
+///   ([`default_network`]);
+/// * `hub` or `hub:HOST:PORT`: the simulated-mixnet hub at that address (default
+///   `127.0.0.1:1977`), started with `nym-stream hub` or
+///   [`mixnet_sim::hub::Hub::start`].
+///
+/// Anything else is an error ([`Error::InvalidConfig`]) when the client connects.
+pub const NETWORK_ENV: &str = "NYM_STREAM_NETWORK";
+
+/// The network [`NETWORK_ENV`] names (`None`: the embedded default).
+pub(crate) fn network_from_env() -> Result<Option<Network>> {
+    let Ok(value) = std::env::var(NETWORK_ENV) else {
+        return Ok(None);
+    };
+    parse_network(&value)
+}
+
+fn parse_network(value: &str) -> Result<Option<Network>> {
+    let v = value.trim();
+    if v.is_empty() || v == "embedded" {
+        return Ok(None);
+    }
+    let invalid = || Error::InvalidConfig {
+        knob: NETWORK_ENV,
+        value: value.chars().take(200).collect(),
+        expected: "unset, `embedded`, `hub` or `hub:HOST:PORT` (e.g. hub:127.0.0.1:1977)",
+    };
+    let rest = v.strip_prefix("hub").ok_or_else(invalid)?;
+    let addr = match rest.strip_prefix(':') {
+        None if rest.is_empty() => {
+            SocketAddr::from(([127, 0, 0, 1], mixnet_sim::hub::DEFAULT_HUB_PORT))
+        }
+        Some(hostport) => hostport
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(invalid)?,
+        None => return Err(invalid()),
+    };
+    Ok(Some(Network::Hub(addr)))
+}
 
 static DEFAULT_NETWORK: OnceLock<std::result::Result<Mixnet, String>> = OnceLock::new();
 
@@ -309,5 +359,33 @@ impl mux::Transport for SimAdapter {
 
     fn surbs_available(&self, tag: &mixnet_sim::SenderTag) -> Option<u32> {
         self.0.surbs_available(tag)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub_of(v: &str) -> Option<SocketAddr> {
+        match parse_network(v).unwrap() {
+            Some(Network::Hub(a)) => Some(a),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_network_variable_names_the_embedded_network_or_a_hub() {
+        assert!(parse_network("").unwrap().is_none());
+        assert!(parse_network("embedded").unwrap().is_none());
+        assert_eq!(hub_of("hub"), Some("127.0.0.1:1977".parse().unwrap()));
+        assert_eq!(
+            hub_of("hub:127.0.0.1:4000"),
+            Some("127.0.0.1:4000".parse().unwrap())
+        );
+        assert_eq!(hub_of(" hub:[::1]:5 "), Some("[::1]:5".parse().unwrap()));
+        for bad in ["hubby", "hub:", "hub:nowhere", "nym", "hub:1.2.3.4"] {
+            let err = parse_network(bad).expect_err(bad).to_string();
+            assert!(err.contains("NYM_STREAM_NETWORK"), "{err}");
+        }
     }
 }

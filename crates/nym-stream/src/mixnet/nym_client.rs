@@ -76,3 +76,78 @@ impl DisconnectedMixnetClient {
         ))
     }
 }
+
+/// Where nym-sdk keeps the keys and gateway registration of a client whose identity file
+/// is `path` (feature `nym`): the directory `<path>.nym` beside it. The Nym address is
+/// derived from those keys, so it survives restarts like a simulator address.
+pub(crate) fn nym_storage_dir(path: &std::path::Path) -> std::path::PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".nym");
+    std::path::PathBuf::from(s)
+}
+
+/// nym-sdk's on-disk storage for `identity_file`'s client, created if missing (offline).
+async fn nym_persistent_builder(
+    identity_file: &std::path::Path,
+) -> Result<nym_sdk::mixnet::MixnetClientBuilder<nym_sdk::mixnet::OnDiskPersistent>> {
+    let dir = nym_storage_dir(identity_file);
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Identity {
+        path: dir.clone(),
+        source,
+    })?;
+    let nym = |what: &'static str| {
+        move |e: nym_sdk::Error| Error::Nym {
+            what,
+            reason: e.to_string(),
+        }
+    };
+    let paths = nym_sdk::mixnet::StoragePaths::new_from_dir(&dir)
+        .map_err(nym("preparing the client's key storage"))?;
+    nym_sdk::mixnet::MixnetClientBuilder::new_with_default_storage(paths)
+        .await
+        .map_err(nym("opening the client's key storage"))
+}
+
+/// Connects a nym-sdk client whose keys live beside `identity_file` (see
+/// [`nym_storage_dir`]), so its Nym address is the same after a restart.
+pub(crate) async fn connect_nym_persistent(
+    identity_file: &std::path::Path,
+) -> Result<nym_sdk::mixnet::MixnetClient> {
+    let nym = |what: &'static str| {
+        move |e: nym_sdk::Error| Error::Nym {
+            what,
+            reason: e.to_string(),
+        }
+    };
+    nym_persistent_builder(identity_file)
+        .await?
+        .build()
+        .map_err(nym("configuring the client"))?
+        .connect_to_mixnet()
+        .await
+        .map_err(nym("connecting to the Nym mixnet"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Offline as far as nym types allow: the key storage beside an identity file is
+    /// created (connecting needs the real network).
+    #[tokio::test]
+    async fn an_identity_file_gets_nym_key_storage_beside_it() {
+        let file = std::env::temp_dir().join(format!("nym-stream-id-{}", std::process::id()));
+        let dir = nym_storage_dir(&file);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(dir.to_string_lossy().ends_with(".nym"));
+        nym_persistent_builder(&file)
+            .await
+            .expect("storage opens offline");
+        assert!(dir.is_dir());
+        assert!(
+            std::fs::read_dir(&dir).unwrap().next().is_some(),
+            "nym-sdk wrote its files"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
