@@ -201,6 +201,34 @@ pub(crate) struct Engine {
     next_msg: u64,
     next_pending: u64,
     to_wake: Vec<Waker>,
+    lag: DriverLag,
+}
+
+/// How late the network processed its events against their schedule: in real time, a
+/// driver that cannot keep up (a hub with too many clients for its CPU) shows here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DriverLag {
+    /// Events processed (packet emissions, deliveries, retransmissions, timeouts).
+    pub events: u64,
+    /// Sum of every event's lag (processing time minus scheduled time).
+    pub total: Duration,
+    /// The largest lag seen.
+    pub max: Duration,
+    /// Events processed more than 10 ms late.
+    pub over_10ms: u64,
+    /// Events processed more than 100 ms late.
+    pub over_100ms: u64,
+}
+
+impl DriverLag {
+    /// The mean lag per event.
+    pub fn mean(&self) -> Duration {
+        if self.events == 0 {
+            Duration::ZERO
+        } else {
+            self.total / u32::try_from(self.events).unwrap_or(u32::MAX)
+        }
+    }
 }
 
 impl Engine {
@@ -221,7 +249,34 @@ impl Engine {
             next_msg: 0,
             next_pending: 0,
             to_wake: Vec::new(),
+            lag: DriverLag::default(),
         }
+    }
+
+    pub(crate) fn driver_lag(&self) -> DriverLag {
+        self.lag
+    }
+
+    /// Statistics of every client that ever joined, summed.
+    pub(crate) fn total_stats(&self) -> ClientStats {
+        let mut t = ClientStats::default();
+        for s in &self.stats {
+            t.packets_sent += s.packets_sent;
+            t.packets_retransmitted += s.packets_retransmitted;
+            t.messages_sent += s.messages_sent;
+            t.messages_received += s.messages_received;
+            t.payload_bytes_sent += s.payload_bytes_sent;
+            t.payload_bytes_received += s.payload_bytes_received;
+            t.surbs_attached += s.surbs_attached;
+            t.surbs_used += s.surbs_used;
+            t.surbs_requested += s.surbs_requested;
+            t.surbs_received += s.surbs_received;
+            t.replies_dropped += s.replies_dropped;
+            t.messages_dropped += s.messages_dropped;
+            t.packets_lost += s.packets_lost;
+            t.dropped_receiver_full += s.dropped_receiver_full;
+        }
+        t
     }
 
     // ----- driver interface ---------------------------------------------------------------
@@ -232,6 +287,12 @@ impl Engine {
             let Some(s) = self.timeline.heap.pop() else {
                 break;
             };
+            let late = now.saturating_duration_since(s.at);
+            self.lag.events += 1;
+            self.lag.total += late;
+            self.lag.max = self.lag.max.max(late);
+            self.lag.over_10ms += u64::from(late > Duration::from_millis(10));
+            self.lag.over_100ms += u64::from(late > Duration::from_millis(100));
             match s.ev {
                 Event::Tick(c) => self.on_tick(c, s.at),
                 Event::Retransmit { msg, attempt } => self.on_retransmit(msg, attempt, s.at),

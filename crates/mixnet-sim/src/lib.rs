@@ -89,6 +89,7 @@ pub use types::{
     Address, AddressParseError, ClientStats, ReceivedMessage, SenderTag, SimError, ADDRESS_PREFIX,
 };
 
+pub use engine::DriverLag;
 use engine::{ClientId, Engine};
 pub use identity::Identity;
 
@@ -239,6 +240,17 @@ impl Mixnet {
                 addr,
             }),
         }
+    }
+
+    /// How late the network has processed its events against their schedule, so far
+    /// (real time: whether the machine keeps up).
+    pub fn driver_lag(&self) -> DriverLag {
+        self.shared.lock().driver_lag()
+    }
+
+    /// Statistics of every client that ever joined this network, summed.
+    pub fn total_stats(&self) -> ClientStats {
+        self.shared.lock().total_stats()
     }
 
     /// Statistics of the client with this address, also after it disconnected; `None` if no

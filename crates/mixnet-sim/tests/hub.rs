@@ -216,3 +216,42 @@ async fn a_client_that_leaves_is_offline_for_its_peers() {
         Some(0)
     );
 }
+
+/// A client that never reads holds back only its own connection: what its full inbox
+/// cannot take is dropped and counted by the network, the hub's memory stays bounded, and
+/// the sender keeps sending.
+#[tokio::test]
+async fn a_client_that_does_not_read_gets_its_messages_dropped_and_counted() {
+    let hub = hub().await;
+    let mut alice = join(&hub).await;
+    let bob = join(&hub).await; // never reads
+    let bob_addr = bob.address();
+    let chunk = Bytes::from(vec![7u8; 1000]);
+    timeout(Duration::from_secs(60), async {
+        let mut sent = 0u64;
+        loop {
+            alice.reserve().await.unwrap();
+            alice.send_regular(bob_addr, chunk.clone()).unwrap();
+            sent += 1;
+            if sent % 1000 == 0 {
+                let s = hub.network().stats(&bob_addr).unwrap();
+                if s.dropped_receiver_full > 0 {
+                    break;
+                }
+                assert!(
+                    sent < 200_000,
+                    "nothing dropped after {sent} messages: {s:?}"
+                );
+            }
+        }
+    })
+    .await
+    .expect("the network starts dropping in time");
+    // Alice is unaffected: a message to a reading client still goes through.
+    let mut carol = join(&hub).await;
+    alice
+        .send_regular(carol.address(), Bytes::from_static(b"still here"))
+        .unwrap();
+    assert_eq!(&recv(&mut carol).await.payload[..], b"still here");
+    drop(bob);
+}

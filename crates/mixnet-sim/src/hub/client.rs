@@ -232,13 +232,25 @@ async fn write_loop(
     hub: SocketAddr,
 ) {
     while let Some(frame) = rx.recv().await {
-        if let Err(e) = wr.send(frame).await {
+        // Everything already queued goes out in one write.
+        let mut written = 1;
+        let mut result = wr.feed(frame).await;
+        while result.is_ok() {
+            match rx.try_recv() {
+                Ok(f) => {
+                    written += 1;
+                    result = wr.feed(f).await;
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = result.and(SinkExt::<Bytes>::flush(&mut wr).await) {
             close(&shared, format!("writing to the hub at {hub} failed: {e}"));
             return;
         }
         let waker = {
             let mut m = lock(&shared);
-            m.queued = m.queued.saturating_sub(1);
+            m.queued = m.queued.saturating_sub(written);
             m.ready_waker.take()
         };
         if let Some(w) = waker {

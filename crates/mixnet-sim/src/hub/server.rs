@@ -268,6 +268,9 @@ async fn refuse(sock: TcpStream, reason: String) {
     let _ = tokio::time::timeout(Duration::from_secs(1), send).await;
 }
 
+/// Most received messages written to a client in one batch.
+const DELIVER_BATCH: usize = 64;
+
 /// What woke a connection's loop.
 enum Wake {
     Deliver(Option<crate::ReceivedMessage>),
@@ -365,16 +368,31 @@ async fn serve(
         let out: Vec<Bytes> = match wake {
             Wake::Deliver(None) | Wake::Frame(None) => break,
             Wake::Deliver(Some(m)) => {
-                let sender_tag = m.sender_tag.map(|t| {
-                    let n = client.surbs_available(&t);
-                    told_stock.insert(t, n);
-                    (t, n)
-                });
-                vec![FromHub::Received {
-                    sender_tag,
-                    payload: m.payload,
+                // Everything already waiting goes out in one write.
+                let mut out = Vec::new();
+                let mut next = Some(m);
+                while let Some(m) = next.take() {
+                    let sender_tag = m.sender_tag.map(|t| {
+                        let n = client.surbs_available(&t);
+                        told_stock.insert(t, n);
+                        (t, n)
+                    });
+                    out.push(
+                        FromHub::Received {
+                            sender_tag,
+                            payload: m.payload,
+                        }
+                        .encode(),
+                    );
+                    if out.len() < DELIVER_BATCH {
+                        next = poll_fn(|cx| match client.poll_recv(cx) {
+                            Poll::Ready(m) => Poll::Ready(m),
+                            Poll::Pending => Poll::Ready(None),
+                        })
+                        .await;
+                    }
                 }
-                .encode()]
+                out
             }
             Wake::Frame(Some(Err(_))) => {
                 malformed("a frame over the size limit or unreadable");
@@ -416,20 +434,22 @@ async fn serve(
                 out
             }
         };
-        let mut failed = false;
-        for frame in out {
-            // A client that does not read holds only this connection back: the
-            // network drops (and counts) what its full inbox cannot take.
-            let sent = tokio::select! {
-                r = wr.send(frame) => r.is_ok(),
-                _ = stop.changed() => false,
-            };
-            if !sent {
-                failed = true;
-                break;
-            }
+        if out.is_empty() {
+            continue;
         }
-        if failed {
+        // A client that does not read holds only this connection back: the network
+        // drops (and counts) what its full inbox cannot take.
+        let write = async {
+            for frame in out {
+                wr.feed(frame).await?;
+            }
+            SinkExt::<Bytes>::flush(&mut wr).await
+        };
+        let sent = tokio::select! {
+            r = write => r.is_ok(),
+            _ = stop.changed() => false,
+        };
+        if !sent {
             break;
         }
     }
