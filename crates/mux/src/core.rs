@@ -478,6 +478,12 @@ where
         self.streams.get(&local).map(|s| s.metrics())
     }
 
+    /// The peer of a stream: the address we opened it to, or the sender tag of the
+    /// opener that opened it to us.
+    pub fn stream_peer(&self, local: LocalId) -> Option<Destination<A, T>> {
+        self.streams.get(&local).map(|s| s.peer)
+    }
+
     /// Counters of the whole client.
     pub fn metrics(&self) -> ClientMetrics {
         let mut m = self.metrics;

@@ -431,6 +431,10 @@ impl<A: Key, T: Key> Half<A, T> {
             .unwrap_or_default()
     }
 
+    fn peer(&self) -> Option<Destination<A, T>> {
+        self.shared.lock().core.stream_peer(self.local)
+    }
+
     /// Cleanup needs no runtime: it only updates the shared state and wakes the
     /// router task, which sends whatever the drop requires.
     fn release(&self, read: bool, write: bool) {
@@ -497,6 +501,12 @@ impl<A: Key, T: Key> MuxStream<A, T> {
     /// The stream's counters.
     pub fn metrics(&self) -> StreamMetrics {
         self.half.metrics()
+    }
+
+    /// Who is at the other end: the address we opened the stream to, or the sender tag
+    /// of the opener of an accepted stream (`None` once the stream left the table).
+    pub fn peer(&self) -> Option<Destination<A, T>> {
+        self.half.peer()
     }
 
     /// Whether the idle timeout reaped the stream (reads then end with `Ok(0)`).

@@ -92,6 +92,16 @@ impl MixnetStream {
         self.inner.is_reaped()
     }
 
+    /// For an accepted stream, the sender tag of the client that opened it: streams
+    /// from the same opener share it, so a service can count (and limit) streams per
+    /// peer without learning who the peer is. `None` for streams we opened.
+    pub fn peer_tag(&self) -> Option<SenderTag> {
+        match self.inner.peer() {
+            Some(mux::Destination::Reply(tag)) => Some(tag),
+            _ => None,
+        }
+    }
+
     /// Splits into owned read and write halves that can move to different tasks.
     pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
         let (r, w) = self.inner.into_split();
