@@ -2,7 +2,7 @@
 //! hub: it prints its address and echoes every stream until Ctrl-C.
 //!
 //! ```sh
-//! cargo run --example hub                                                   # terminal 1
+//! cargo run -p nym-stream-cli -- hub                                         # terminal 1
 //! NYM_STREAM_NETWORK=hub cargo run --example echo_server -- server.key      # terminal 2
 //! NYM_STREAM_NETWORK=hub cargo run --example echo_client -- <address>       # terminal 3
 //! ```

@@ -615,5 +615,21 @@ fn test_nym(_args: &[String]) -> Result<(), String> {
         &cargo,
         &with(&["build", "--example", "nym_echo"]),
     )?;
+    // The command's `--network nym` path (reuses the checked nym-sdk tree).
+    run(
+        "clippy (cli, nym)",
+        &cargo,
+        &[
+            "clippy",
+            "-p",
+            "nym-stream-cli",
+            "--features",
+            "nym",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
     Ok(())
 }
