@@ -1,0 +1,582 @@
+//! The state machine of one stream: both directions, acknowledgements, credit,
+//! retransmission, close and reset. No I/O and no clock: time is passed in.
+//!
+//! The state and its constructors live here; the behaviour is split by concern:
+//! [`send`], [`recv`], [`ack`], [`liveness`], [`surb`] and [`transmit`].
+
+mod ack;
+mod liveness;
+mod recv;
+mod send;
+mod surb;
+mod transmit;
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use lp_frame::ext::{self, reset_code, Ack, Close, Reset, SackBlock};
+use lp_frame::{MessageType, StreamHeader, StreamId};
+use reorder::{InsertOutcome, ReorderBuffer, ReorderConfig, SendBuffer, SendConfig, Seq, SeqRange};
+
+use crate::config::MuxConfig;
+use crate::error::StreamError;
+use crate::metrics::StreamMetrics;
+use crate::rtt::RttEstimator;
+use crate::segment::Segment;
+use crate::transport::Destination;
+
+/// Credit an extended sender may use before the receiver's first acknowledgement.
+/// Every extended receiver must accept at least this much (see docs/PROTOCOL.md).
+pub const INITIAL_CREDIT: u64 = 64 * 1024;
+
+/// SURBs a replier reserves for its acknowledgements when it asks for more.
+pub(crate) const ACK_SURB_RESERVE: u32 = 4;
+
+/// How soon payload held back for lack of reply SURBs looks at the stock again (an
+/// inbound frame from the opener, which may carry SURBs, looks at once).
+const SURB_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// What the peer turned out to speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PeerKind {
+    /// Not known yet (opener before the `OpenAck`).
+    Unknown,
+    /// Showed the extension capability.
+    Extended,
+    /// Reference format only.
+    Legacy,
+}
+
+/// Outcome of an application write.
+#[derive(Debug)]
+pub(crate) enum WriteOutcome {
+    /// This many bytes were taken.
+    Accepted(usize),
+    /// No room (credit or send buffer): wait for a writable event.
+    Blocked,
+    /// The write side cannot take bytes any more.
+    Failed(io::Error),
+}
+
+/// Outcome of an application read.
+#[derive(Debug)]
+pub(crate) enum ReadOutcome {
+    /// This many bytes were copied.
+    Data(usize),
+    /// End of stream.
+    Eof,
+    /// Nothing yet: wait for a readable event.
+    Pending,
+    /// The read side failed.
+    Failed(io::Error),
+}
+
+/// How the read side ended (after every byte before it was delivered).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ReadEnd {
+    /// Clean FIN.
+    Eof,
+    /// The peer dropped its write side without shutdown.
+    Aborted(u32),
+    /// A failure detected by us, delivered in order.
+    Failed(io::ErrorKind, String),
+}
+
+/// A reset, from either side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ResetInfo {
+    by_peer: bool,
+    code: u32,
+}
+
+/// A frame ready to go out.
+pub(crate) struct OutFrame {
+    pub(crate) payload: Bytes,
+    pub(crate) reply_surbs: u32,
+}
+
+/// The full state of one stream.
+pub(crate) struct StreamState<A, T> {
+    pub(crate) id: StreamId,
+    pub(crate) peer: Destination<A, T>,
+    pub(crate) span: tracing::Span,
+    local_extended: bool,
+    pub(crate) peer_kind: PeerKind,
+    fixed_surbs: Option<u32>,
+    frame_payload: usize,
+    window: u64,
+    legacy_limit: u64,
+    send_limit: usize,
+    coalesce_delay: std::time::Duration,
+    ack_every: u32,
+    ack_delay: std::time::Duration,
+    max_retransmits: u32,
+    linger: std::time::Duration,
+    initial_surbs: u32,
+    surbs_per_message: u32,
+    surb_low_water: u32,
+    surb_target: u32,
+    max_surbs_per_message: u32,
+
+    // Opening.
+    established: bool,
+    need_open: bool,
+    open_sent_at: Option<Instant>,
+    open_tries: u32,
+    need_open_ack: bool,
+
+    // Send direction.
+    pending: BytesMut,
+    pending_since: Option<Instant>,
+    flush_requested: bool,
+    nodelay: bool,
+    send_buf: SendBuffer<Segment>,
+    retransmit_queue: VecDeque<Seq>,
+    /// Set when the retransmission timer fired: frames last sent before it are
+    /// presumed lost and resent as acks show the path working again.
+    recovery_point: Option<Instant>,
+    /// Frames SACKed past but still young: resent at their deadline if still unacked.
+    suspects: Vec<(Seq, Instant)>,
+    send_offset: u64,
+    peer_max_data: u64,
+    shutdown_requested: bool,
+    abort_code: Option<u32>,
+    fin_seq: Option<Seq>,
+    write_done: bool,
+    /// Every written byte and the FIN were acknowledged (or, to a reference peer, sent).
+    all_acked: bool,
+
+    // Receive direction.
+    reorder: ReorderBuffer<Segment>,
+    recv_queue: VecDeque<Bytes>,
+    recv_queued: usize,
+    consumed: u64,
+    /// The credit limit the peer currently believes in (what we last advertised, or
+    /// `INITIAL_CREDIT` before our first ack).
+    advertised_max: u64,
+    /// Stream bytes received in order so far (read, queued or discarded).
+    recv_offset: u64,
+    read_end: Option<ReadEnd>,
+    discard_reads: bool,
+    ack_pending: bool,
+    ack_now: bool,
+    ack_deadline: Option<Instant>,
+    frames_since_ack: u32,
+    need_pong: Option<u32>,
+
+    // Abort.
+    reset: Option<ResetInfo>,
+    need_reset: Option<u32>,
+    /// A local reset made before the peer showed its capability: sent only if its
+    /// `OpenAck` shows the extension.
+    deferred_reset: Option<u32>,
+    write_error: Option<(io::ErrorKind, String)>,
+
+    // Surb policy, opener side: SURBs the replier asked for and not sent yet, SURBs
+    // sent, and frames received (each consumed at least one SURB at the replier).
+    surbs_owed: u32,
+    surbs_sent: u64,
+    replies_seen: u64,
+    // Opener side: when we last granted a SURB request.
+    last_surb_grant: Option<Instant>,
+    /// Opener side: the peer-wide SURB estimate and the room under the peer's ceiling,
+    /// set by the core before this stream transmits or handles a frame.
+    pub(crate) peer_surbs: Option<(u32, u32)>,
+    /// Replier side: live streams of this stream's peer, set by the core before this
+    /// stream transmits. The SURB stock belongs to the peer, so a stream asks for its
+    /// own need less its share of the stock, not less all of it.
+    pub(crate) peer_streams: u16,
+    // Replier side: when we last asked for SURBs.
+    last_surb_request: Option<Instant>,
+    // Replier side: SURBs asked for in our last request, and replies sent since.
+    surbs_asked: u16,
+    replies_since_ask: u16,
+    last_ask_at: Option<Instant>,
+    // Replier side: when payload last had to wait for reply SURBs (see `surb_starved`).
+    surb_blocked_at: Option<Instant>,
+    /// Listener side: the stream waits in its peer's queue of SURB waiters (the core
+    /// releases the queue in order as the stock allows, so streams take turns).
+    pub(crate) in_surb_wait: bool,
+
+    // Liveness.
+    keepalive_interval: std::time::Duration,
+    keepalive_max_missed: u32,
+    idle_timeout: std::time::Duration,
+    last_recv: Instant,
+    last_data: Instant,
+    pings_outstanding: u32,
+    /// Zero-credit probes sent since the credit last opened (their backoff).
+    probes: u8,
+    last_probe: Option<Instant>,
+    /// When the core last heard from this stream's peer on any stream; refreshed
+    /// before timers fire (see [`Self::heard_at`]).
+    pub(crate) peer_heard: Option<Instant>,
+    next_ping_nonce: u32,
+    need_ping: bool,
+    reaped: bool,
+
+    // Life.
+    rtt: RttEstimator,
+    pub(crate) read_handle: bool,
+    pub(crate) write_handle: bool,
+    finished_at: Option<Instant>,
+    pub(crate) last_activity: Instant,
+    wake_read: bool,
+    wake_write: bool,
+    wake_established: bool,
+    pub(crate) metrics: StreamMetrics,
+    /// The deadline this stream is registered under in the core's timer heap.
+    pub(crate) scheduled: Option<Instant>,
+    /// Whether the stream sits in the core's ready queue.
+    pub(crate) in_ready: bool,
+    /// Whether the stream counts against the core's limit on unacknowledged opens.
+    pub(crate) pending_open: bool,
+    /// Credit this stream holds in its peer's connection window, as last counted by
+    /// the core (see [`Self::credit_held`]).
+    pub(crate) counted_credit: u32,
+    /// Inbound bytes this stream holds, as last counted by the core.
+    pub(crate) counted_inbound: u32,
+    /// How much more credit the peer's connection window allows now; set by the core
+    /// before each transmit, read when an ack is built.
+    pub(crate) credit_room: u64,
+}
+
+impl<A: Copy, T: Copy> StreamState<A, T> {
+    fn new(
+        id: StreamId,
+        peer: Destination<A, T>,
+        peer_kind: PeerKind,
+        now: Instant,
+        cfg: &MuxConfig,
+    ) -> Self {
+        let local_extended = !cfg.legacy_mode;
+        let window = u64::from(cfg.receive_window).max(INITIAL_CREDIT);
+        // The reorder buffer is sized for the larger of the two per-kind bounds (the
+        // peer's kind may only be learned later); `recv_limit` enforces the right one.
+        let legacy_limit = u64::from(cfg.legacy_receive_buffer).max(window);
+        let reorder_cfg = ReorderConfig {
+            max_items: (legacy_limit as usize / 64).max(64),
+            max_bytes: legacy_limit as usize,
+            max_distance: ((legacy_limit as usize / 64).max(64)) as u32,
+        };
+        let direction = match peer {
+            Destination::Address(_) => "out",
+            Destination::Reply(_) => "in",
+        };
+        let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
+        let mut s = Self {
+            id,
+            peer,
+            span: tracing::debug_span!("stream", id = %id, dir = direction),
+            local_extended,
+            peer_kind,
+            fixed_surbs: None,
+            frame_payload: cfg.frame_payload(),
+            window,
+            legacy_limit,
+            send_limit: cfg.send_buffer.max(cfg.frame_payload()),
+            coalesce_delay: cfg.coalesce_delay,
+            ack_every: cfg.ack_every.max(1),
+            ack_delay: cfg.ack_delay,
+            max_retransmits: cfg.max_retransmits.max(1),
+            linger: cfg.linger,
+            initial_surbs: cfg.initial_surbs,
+            surbs_per_message: cfg.surbs_per_message,
+            surb_low_water: cfg.surb_low_water,
+            surb_target: cfg.surb_target,
+            max_surbs_per_message: cfg.max_surbs_per_message,
+            established: false,
+            need_open: false,
+            open_sent_at: None,
+            open_tries: 0,
+            need_open_ack: false,
+            pending: BytesMut::new(),
+            pending_since: None,
+            flush_requested: false,
+            nodelay: cfg.nodelay,
+            send_buf: SendBuffer::new(Seq::new(cfg.first_seq), SendConfig::default()),
+            retransmit_queue: VecDeque::new(),
+            recovery_point: None,
+            suspects: Vec::new(),
+            send_offset: 0,
+            peer_max_data: 0,
+            shutdown_requested: false,
+            abort_code: None,
+            fin_seq: None,
+            write_done: false,
+            all_acked: false,
+            reorder: ReorderBuffer::new(Seq::new(cfg.first_seq), reorder_cfg),
+            recv_queue: VecDeque::new(),
+            recv_queued: 0,
+            consumed: 0,
+            advertised_max: INITIAL_CREDIT,
+            recv_offset: 0,
+            read_end: None,
+            discard_reads: false,
+            ack_pending: false,
+            ack_now: false,
+            ack_deadline: None,
+            frames_since_ack: 0,
+            need_pong: None,
+            reset: None,
+            need_reset: None,
+            deferred_reset: None,
+            write_error: None,
+            surbs_owed: 0,
+            surbs_sent: 0,
+            replies_seen: 0,
+            last_surb_grant: None,
+            peer_surbs: None,
+            peer_streams: 1,
+            last_surb_request: None,
+            surbs_asked: 0,
+            replies_since_ask: 0,
+            last_ask_at: None,
+            surb_blocked_at: None,
+            in_surb_wait: false,
+            keepalive_interval: cfg.keepalive_interval,
+            keepalive_max_missed: cfg.keepalive_max_missed.max(1),
+            idle_timeout: cfg.idle_timeout,
+            last_recv: now,
+            last_data: now,
+            pings_outstanding: 0,
+            probes: 0,
+            last_probe: None,
+            peer_heard: None,
+            next_ping_nonce: 1,
+            need_ping: false,
+            reaped: false,
+            rtt,
+            read_handle: true,
+            write_handle: true,
+            finished_at: None,
+            last_activity: now,
+            wake_read: false,
+            wake_write: false,
+            wake_established: false,
+            metrics: StreamMetrics::default(),
+            scheduled: None,
+            in_ready: false,
+            pending_open: false,
+            counted_credit: 0,
+            counted_inbound: 0,
+            credit_room: u64::MAX,
+        };
+        s.peer_max_data = s.initial_credit();
+        s
+    }
+
+    /// A stream we open towards `to`; the `Open` goes out on the next transmit.
+    pub(crate) fn new_outbound(
+        id: StreamId,
+        to: A,
+        fixed_surbs: Option<u32>,
+        now: Instant,
+        cfg: &MuxConfig,
+    ) -> Self {
+        let kind = if cfg.legacy_mode {
+            PeerKind::Legacy
+        } else {
+            PeerKind::Unknown
+        };
+        let mut s = Self::new(id, Destination::Address(to), kind, now, cfg);
+        s.frame_payload = (s.frame_payload - crate::config::ANONYMOUS_EXTRA).max(64);
+        s.fixed_surbs = fixed_surbs;
+        s.need_open = true;
+        s.pending_open = true;
+        s
+    }
+
+    /// A stream a peer opened through `tag`; the `OpenAck` goes out on the next transmit.
+    pub(crate) fn new_inbound(
+        id: StreamId,
+        tag: T,
+        peer_extended: bool,
+        now: Instant,
+        cfg: &MuxConfig,
+    ) -> Self {
+        let kind = if peer_extended && !cfg.legacy_mode {
+            PeerKind::Extended
+        } else {
+            PeerKind::Legacy
+        };
+        let mut s = Self::new(id, Destination::Reply(tag), kind, now, cfg);
+        s.established = true;
+        s.need_open_ack = true;
+        s
+    }
+
+    fn initial_credit(&self) -> u64 {
+        if self.peer_kind == PeerKind::Legacy {
+            u64::MAX
+        } else {
+            INITIAL_CREDIT
+        }
+    }
+
+    /// The credit a new inbound stream holds from its first moment: the initial
+    /// credit for an extended opener, the whole reference-peer buffer otherwise.
+    pub(crate) fn initial_reservation(peer_extended: bool, cfg: &MuxConfig) -> u64 {
+        if peer_extended && !cfg.legacy_mode {
+            INITIAL_CREDIT
+        } else {
+            u64::from(cfg.legacy_receive_buffer).max(u64::from(cfg.receive_window))
+        }
+    }
+
+    /// What this stream may make us hold in its peer's connection window: the credit
+    /// outstanding (what we promised beyond what the application read) while the peer
+    /// may still send, the whole reference-peer buffer for a reference peer, and only
+    /// what is still buffered once the peer's direction ended.
+    pub(crate) fn credit_held(&self) -> u64 {
+        let buffered = self.inbound_bytes() as u64;
+        if self.reset.is_some() || self.read_end.is_some() || self.reaped {
+            return buffered;
+        }
+        let promised = if self.peer_kind == PeerKind::Legacy {
+            self.legacy_limit
+        } else {
+            self.advertised_max.saturating_sub(self.consumed)
+        };
+        promised.max(buffered)
+    }
+
+    /// Extended behaviour only once both sides showed it.
+    fn extended(&self) -> bool {
+        self.local_extended && self.peer_kind == PeerKind::Extended
+    }
+
+    /// Whether sent frames are kept for retransmission.
+    fn reliable(&self) -> bool {
+        self.local_extended && self.peer_kind != PeerKind::Legacy
+    }
+
+    pub(crate) fn is_outbound(&self) -> bool {
+        matches!(self.peer, Destination::Address(_))
+    }
+
+    pub(crate) fn is_established(&self) -> bool {
+        self.established
+    }
+
+    /// The error `wait_established` reports, if the stream died before establishment.
+    pub(crate) fn establish_error(&self) -> Option<io::Error> {
+        if self.established {
+            return None;
+        }
+        if let Some(r) = self.reset {
+            return Some(reset_error(r, "establishing"));
+        }
+        self.write_error
+            .as_ref()
+            .map(|(k, m)| StreamError::io(*k, None, m.clone()))
+    }
+
+    pub(crate) fn metrics(&self) -> StreamMetrics {
+        let mut m = self.metrics;
+        m.srtt = self.rtt.srtt();
+        m.rto = self.rtt.rto();
+        m
+    }
+
+    pub(crate) fn inbound_bytes(&self) -> usize {
+        self.recv_queued + self.reorder.buffered_bytes()
+    }
+
+    pub(crate) fn take_wakes(&mut self) -> (bool, bool, bool) {
+        let w = (self.wake_read, self.wake_write, self.wake_established);
+        self.wake_read = false;
+        self.wake_write = false;
+        self.wake_established = false;
+        w
+    }
+
+    fn wake_all(&mut self) {
+        self.wake_read = true;
+        self.wake_write = true;
+        self.wake_established = true;
+    }
+
+    // ----- application actions -------------------------------------------------
+
+    pub(crate) fn set_nodelay(&mut self, nodelay: bool) {
+        self.nodelay = nodelay;
+    }
+
+    /// Whether the stream can leave the table.
+    pub(crate) fn removable(&mut self, now: Instant) -> bool {
+        if self.read_handle || self.write_handle {
+            return false;
+        }
+        if self.reset.is_some() {
+            if self.deferred_reset.is_some() {
+                // Wait a linger for the OpenAck that decides whether the peer hears of
+                // the reset; a peer that never answers has nothing to hear.
+                let at = *self.finished_at.get_or_insert(now);
+                return at + self.linger <= now;
+            }
+            return self.need_reset.is_none();
+        }
+        let write_finished = self.write_done;
+        let read_finished = self.read_end.is_some()
+            || self.peer_kind == PeerKind::Legacy
+            || (self.discard_reads && write_finished);
+        if !(write_finished && read_finished) || self.wants_transmit(now) {
+            return false;
+        }
+        if self.read_end.is_none() && self.extended() {
+            // We stop reading but the peer may still write: tell it to stop. Nobody reads
+            // or resends any more, so everything held goes (suspect timers included).
+            self.need_reset = Some(reset_code::CANCELLED);
+            self.reset = Some(ResetInfo {
+                by_peer: false,
+                code: reset_code::CANCELLED,
+            });
+            self.discard_all();
+            return false;
+        }
+        if !self.extended() {
+            return true;
+        }
+        let at = *self.finished_at.get_or_insert(now);
+        at + self.linger <= now
+    }
+}
+
+fn reset_error(r: ResetInfo, doing: &str) -> io::Error {
+    if r.by_peer {
+        StreamError::io(
+            io::ErrorKind::ConnectionReset,
+            Some(r.code),
+            format!(
+                "the peer reset the stream (code {}) while we were {doing}",
+                r.code
+            ),
+        )
+    } else {
+        StreamError::io(
+            io::ErrorKind::ConnectionAborted,
+            Some(r.code),
+            format!(
+                "the stream was reset locally (code {}); open a new stream",
+                r.code
+            ),
+        )
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// An idle stream's memory is mostly this struct (its buffers allocate nothing
+    /// while empty); the table boxes it, so hash-map slack does not multiply it.
+    /// Guard against it creeping up: the per-stream budget is 2 KiB.
+    #[test]
+    fn stream_state_stays_small() {
+        let size = std::mem::size_of::<StreamState<[u8; 32], [u8; 16]>>();
+        assert!(size <= 1280, "StreamState grew to {size} bytes");
+    }
+}

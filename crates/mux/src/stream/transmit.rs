@@ -1,0 +1,223 @@
+//! Transmit assembly: what the stream sends next and how a frame is encoded.
+
+use super::*;
+
+impl<A: Copy, T: Copy> StreamState<A, T> {
+    /// Whether `poll_transmit` has something to send now.
+    pub(crate) fn wants_transmit(&self, now: Instant) -> bool {
+        if self.need_reset.is_some() {
+            return true;
+        }
+        if self.reset.is_some() {
+            return false;
+        }
+        let payload_ready = self.surb_blocked_at.is_none()
+            && (!self.retransmit_queue.is_empty()
+                || self.data_sendable(now)
+                || self.fin_sendable());
+        self.need_open
+            || self.need_open_ack
+            || self.need_pong.is_some()
+            || self.need_ping
+            || payload_ready
+            || (self.ack_due(now) && self.extended())
+            || (self.surbs_wanted() && self.extended())
+    }
+
+    /// Whether the next transmit may build an ack (which grants credit): an ack is
+    /// pending, SURBs are owed, or a listener may ask for SURBs.
+    pub(crate) fn may_ack(&self) -> bool {
+        self.ack_pending || self.surbs_owed > 0 || (!self.is_outbound() && self.extended())
+    }
+
+    pub(super) fn header(&self, t: MessageType, seq: u32) -> StreamHeader {
+        StreamHeader::new(self.id, t, seq)
+    }
+
+    pub(super) fn finish(&mut self, payload: Bytes, surbs: u32) -> OutFrame {
+        // Every frame fits the packet it was sized for (retransmissions included), so
+        // the packets and SURBs counted per frame are the ones spent.
+        debug_assert!(
+            payload.len() <= lp_frame::HEADER_LEN + self.frame_payload,
+            "frame of {} bytes exceeds the {}-byte frame size",
+            payload.len(),
+            lp_frame::HEADER_LEN + self.frame_payload
+        );
+        self.metrics.frames_sent += 1;
+        self.metrics.surbs_attached += u64::from(surbs);
+        if !self.is_outbound() {
+            self.replies_since_ask = self.replies_since_ask.saturating_add(1);
+        }
+        OutFrame {
+            payload,
+            reply_surbs: surbs,
+        }
+    }
+
+    /// The next frame this stream wants to send, if any.
+    pub(crate) fn poll_transmit(&mut self, now: Instant, stock: Option<u32>) -> Option<OutFrame> {
+        let _enter = self.span.clone().entered();
+        if stock.is_some() {
+            self.metrics.surbs_available = stock;
+        }
+        self.maybe_request_surbs(now, stock);
+        if let Some(code) = self.need_reset.take() {
+            let mut buf = BytesMut::with_capacity(lp_frame::HEADER_LEN + 4);
+            buf.put_slice(&self.header(MessageType::Reset, 0).to_bytes());
+            Reset { code }.encode(&mut buf);
+            let surbs = self.surbs_for(false).min(1);
+            return Some(self.finish(buf.freeze(), surbs));
+        }
+        if self.reset.is_some() {
+            return None;
+        }
+        if self.need_open {
+            self.need_open = false;
+            self.open_tries += 1;
+            self.open_sent_at = Some(now);
+            let reserved = if self.local_extended {
+                ext::CAP_EXTENDED
+            } else {
+                0
+            };
+            let hdr = self.header(MessageType::Open, 0).with_reserved(reserved);
+            let surbs = self.surbs_for(true);
+            return Some(self.finish(Bytes::copy_from_slice(&hdr.to_bytes()), surbs));
+        }
+        if self.need_open_ack {
+            self.need_open_ack = false;
+            let reserved = if self.extended() {
+                ext::CAP_EXTENDED
+            } else {
+                0
+            };
+            let hdr = self.header(MessageType::OpenAck, 0).with_reserved(reserved);
+            return Some(self.finish(Bytes::copy_from_slice(&hdr.to_bytes()), 0));
+        }
+        if self.need_ping {
+            self.need_ping = false;
+            let nonce = self.next_ping_nonce;
+            self.metrics.pings_sent += 1;
+            self.next_ping_nonce = self.next_ping_nonce.wrapping_add(1);
+            let hdr = self.header(MessageType::Ping, nonce);
+            let surbs = self.surbs_for(false);
+            return Some(self.finish(Bytes::copy_from_slice(&hdr.to_bytes()), surbs));
+        }
+        if let Some(nonce) = self.need_pong.take() {
+            let hdr = self.header(MessageType::Pong, nonce);
+            let surbs = self.surbs_for(false);
+            return Some(self.finish(Bytes::copy_from_slice(&hdr.to_bytes()), surbs));
+        }
+        if self.surb_starved(stock)
+            && (!self.retransmit_queue.is_empty() || self.data_sendable(now) || self.fin_sendable())
+        {
+            // Keep the reserve for acks; look again shortly or when the opener's next
+            // frame (which may carry SURBs) arrives. The ack below asks for more.
+            self.surb_blocked_at = Some(now);
+            self.metrics.surb_stalls += 1;
+            if self.extended() && (self.ack_due(now) || self.surbs_wanted()) {
+                return self.poll_ack(now, stock);
+            }
+            return None;
+        }
+        while let Some(seq) = self.retransmit_queue.pop_front() {
+            let Some(seg) = self.send_buf.get(seq).cloned() else {
+                continue;
+            };
+            self.send_buf.mark_retransmitted(seq, now);
+            self.metrics.retransmits += 1;
+            tracing::trace!(seq = seq.get(), "retransmit");
+            let frame = self.encode_segment(seq, &seg, stock, now);
+            let surbs = self.surbs_for(false);
+            return Some(self.finish(frame, surbs));
+        }
+        if self.data_sendable(now) {
+            let ack_room = if self.extended() && self.ack_pending {
+                self.ack_max_len()
+            } else {
+                0
+            };
+            let n = self.pending.len().min(self.frame_payload - ack_room);
+            let chunk = self.pending.split_to(n).freeze();
+            if self.pending.is_empty() {
+                self.pending_since = None;
+                self.flush_requested = false;
+            } else if !self.flush_requested {
+                self.pending_since = Some(now);
+            }
+            self.send_offset += n as u64;
+            let seg = Segment::Data(chunk);
+            let seq = self.send_buf.push(seg.clone(), now);
+            let frame = self.encode_segment(seq, &seg, stock, now);
+            if !self.reliable() {
+                // Nothing waits for an ack: the room is free now, so a writer blocked
+                // on the send buffer must hear it (a reference peer never acks).
+                self.release_sent();
+                self.wake_write = true;
+            }
+            let surbs = self.surbs_for(false);
+            return Some(self.finish(frame, surbs));
+        }
+        if self.fin_sendable() {
+            if !self.local_extended || self.peer_kind == PeerKind::Legacy {
+                // A reference peer has no FIN: the write side simply ends (and whoever
+                // waits in `closed()` hears it).
+                self.write_done = true;
+                self.all_acked = true;
+                self.wake_write = true;
+                self.fin_seq = Some(self.send_buf.next_seq());
+                return None;
+            }
+            let seg = Segment::Fin(self.abort_code);
+            let seq = self.send_buf.push(seg.clone(), now);
+            self.fin_seq = Some(seq);
+            let frame = self.encode_segment(seq, &seg, stock, now);
+            let surbs = self.surbs_for(false);
+            return Some(self.finish(frame, surbs));
+        }
+        if self.extended() && (self.ack_due(now) || self.surbs_wanted()) {
+            return self.poll_ack(now, stock);
+        }
+        None
+    }
+
+    /// Encodes a Data or Close frame, piggybacking a pending ack when both sides
+    /// speak the extensions.
+    pub(super) fn encode_segment(
+        &mut self,
+        seq: Seq,
+        seg: &Segment,
+        stock: Option<u32>,
+        now: Instant,
+    ) -> Bytes {
+        let (t, body_len) = match seg {
+            Segment::Data(b) => (MessageType::Data, b.len()),
+            Segment::Fin(code) => (
+                MessageType::Close,
+                Close { error_code: *code }.encoded_len(),
+            ),
+        };
+        // Piggyback only what fits the packet the frame was sized for: a segment cut
+        // to a full frame (a retransmission, say) sends its ack separately instead of
+        // spilling into a second Sphinx packet.
+        let piggyback = self.extended()
+            && self.ack_pending
+            && body_len + self.ack_max_len() <= self.frame_payload;
+        let ack = piggyback.then(|| self.build_ack(stock, now));
+        let ack_len = ack.as_ref().map_or(0, Ack::encoded_len);
+        let mut hdr = self.header(t, seq.get());
+        if ack.is_some() {
+            hdr = hdr.with_reserved(ext::FLAG_ACK);
+        }
+        let mut buf = BytesMut::with_capacity(lp_frame::HEADER_LEN + ack_len + body_len);
+        buf.put_slice(&hdr.to_bytes());
+        if let Some(a) = &ack {
+            a.encode(&mut buf);
+        }
+        match seg {
+            Segment::Data(b) => buf.put_slice(b),
+            Segment::Fin(code) => Close { error_code: *code }.encode(&mut buf),
+        }
+        buf.freeze()
+    }
+}
