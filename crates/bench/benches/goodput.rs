@@ -130,8 +130,11 @@ async fn run(stack: Stack, loss: f64, workload: Workload) -> Row {
         Err(_) => Outcome::Incomplete(format!("not done after {} s", LIMIT.as_secs())),
     };
     let secs = start.elapsed().as_secs_f64();
-    let sa = pair.net.stats(&pair.a.local_address()).unwrap_or_default();
-    let sb = pair.net.stats(&to).unwrap_or_default();
+    let sa = pair
+        .net
+        .stats(&pair.a.local_address().sim_address())
+        .unwrap_or_default();
+    let sb = pair.net.stats(&to.sim_address()).unwrap_or_default();
     let ideal_packets = match workload {
         // Ideal: the payload bytes packed into whole packets, plus whatever the listener
         // spent on acknowledgements (every listener packet in a bulk run is an ack).
@@ -154,14 +157,14 @@ async fn run(stack: Stack, loss: f64, workload: Workload) -> Row {
     }
 }
 
-type Handle = mux::MuxHandle<mixnet_sim::Address, mixnet_sim::SenderTag>;
-type Listener = mux::MuxListener<mixnet_sim::Address, mixnet_sim::SenderTag>;
+type Handle = mux::MuxHandle<nym_stream::mixnet::Recipient, mixnet_sim::SenderTag>;
+type Listener = mux::MuxListener<nym_stream::mixnet::Recipient, mixnet_sim::SenderTag>;
 
 fn open(
     a: &Handle,
-    to: mixnet_sim::Address,
+    to: nym_stream::mixnet::Recipient,
     stack: Stack,
-) -> Result<mux::MuxStream<mixnet_sim::Address, mixnet_sim::SenderTag>, Outcome> {
+) -> Result<mux::MuxStream<nym_stream::mixnet::Recipient, mixnet_sim::SenderTag>, Outcome> {
     a.open_stream(to, stack.surbs())
         .map_err(|e| Outcome::Incomplete(format!("open failed: {e}")))
 }
@@ -183,7 +186,7 @@ fn compare(got: &[u8], want: &[u8], offset: usize) -> Option<Outcome> {
 async fn bulk(
     pair: &Pair,
     listener: &mut Listener,
-    to: mixnet_sim::Address,
+    to: nym_stream::mixnet::Recipient,
     stack: Stack,
     bytes: usize,
     delivered: &Cell<u64>,
@@ -244,7 +247,7 @@ async fn bulk(
 async fn interactive(
     pair: &Pair,
     listener: &mut Listener,
-    to: mixnet_sim::Address,
+    to: nym_stream::mixnet::Recipient,
     stack: Stack,
     rounds: usize,
     size: usize,

@@ -6,7 +6,8 @@ use std::io;
 
 use bytes::Bytes;
 use mixnet_sim::{Mixnet, SimConfig};
-use mux::{sim::SimTransport, MuxConfig};
+use mux::MuxConfig;
+use nym_stream::sim::SimTransport;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Environment variable that turns every benchmark into a fast smoke run (tiny sizes,
@@ -91,9 +92,9 @@ pub struct Pair {
     /// The network (for its per-client statistics).
     pub net: Mixnet,
     /// The client that opens streams.
-    pub a: mux::MuxHandle<mixnet_sim::Address, mixnet_sim::SenderTag>,
+    pub a: mux::MuxHandle<nym_stream::mixnet::Recipient, mixnet_sim::SenderTag>,
     /// The client that accepts them.
-    pub b: mux::MuxHandle<mixnet_sim::Address, mixnet_sim::SenderTag>,
+    pub b: mux::MuxHandle<nym_stream::mixnet::Recipient, mixnet_sim::SenderTag>,
 }
 
 impl Pair {

@@ -9,28 +9,41 @@
 //! The wire format and protocol are specified in `docs/PROTOCOL.md`; the layering in
 //! `docs/ARCHITECTURE.md`.
 //!
+//! The crate knows no network: a transport adapter (the simulator's and the real Nym
+//! network's live in the `nym-stream` crate) implements [`Transport`]. The core can also be
+//! driven by hand, which is how it is tested: here two cores exchange one stream.
+//!
 //! ```
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() -> std::io::Result<()> {
-//! use mixnet_sim::{Mixnet, SimConfig};
-//! use mux::{sim::SimTransport, MuxConfig};
-//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! use std::time::Instant;
+//! use mux::{Core, Inbound, MuxConfig, Read};
 //!
-//! let net = Mixnet::new(SimConfig::realistic().with_seed(7));
-//! let alice = mux::spawn(SimTransport::new(net.connect()), MuxConfig::default());
-//! let bob = mux::spawn(SimTransport::new(net.connect()), MuxConfig::default());
-//! let mut listener = bob.listener().expect("first listener");
+//! let now = Instant::now();
+//! // Addresses and sender tags are whatever the network uses; here, bytes.
+//! let mut alice = Core::<u8, u8>::new(MuxConfig::default());
+//! let mut bob = Core::<u8, u8>::new(MuxConfig::default());
+//! bob.set_listening(now, true);
 //!
-//! let mut out = alice.open_stream(bob.local_address(), None).unwrap();
-//! out.write_all(b"hello over the mixnet").await?;
-//! out.shutdown().await?;
-//!
-//! let mut inc = listener.accept().await.expect("a stream");
-//! let mut got = Vec::new();
-//! inc.read_to_end(&mut got).await?;
-//! assert_eq!(got, b"hello over the mixnet");
-//! # Ok(())
-//! # }
+//! let (stream, _id) = alice.open(now, 2, None).expect("room for a stream");
+//! alice.write(now, stream, b"hello over any message network");
+//! alice.shutdown(now, stream);
+//! // Carry alice's messages to bob: she writes anonymously, so bob sees a sender tag.
+//! let to_bob = |alice: &mut Core<u8, u8>, bob: &mut Core<u8, u8>| {
+//!     while let Some(t) = alice.poll_transmit(now, &|_| None) {
+//!         bob.handle_inbound(now, Inbound { payload: t.payload, sender_tag: Some(1) });
+//!     }
+//! };
+//! to_bob(&mut alice, &mut bob);
+//! let (incoming, _id) = bob.accept().expect("alice's stream");
+//! // Bob's answer (replies through the tag) tells alice he speaks the protocol's
+//! // extensions; her FIN waits for that, then follows.
+//! while let Some(t) = bob.poll_transmit(now, &|_| None) {
+//!     alice.handle_inbound(now, Inbound { payload: t.payload, sender_tag: None });
+//! }
+//! to_bob(&mut alice, &mut bob);
+//! let mut buf = [0u8; 64];
+//! let Read::Data(n) = bob.read(now, incoming, &mut buf) else { panic!("data first") };
+//! assert_eq!(&buf[..n], b"hello over any message network");
+//! assert!(matches!(bob.read(now, incoming, &mut buf), Read::Eof));
 //! ```
 #![doc(test(attr(deny(warnings))))]
 
@@ -45,7 +58,6 @@ mod orphans;
 mod peer;
 mod rtt;
 mod segment;
-pub mod sim;
 mod stream;
 mod transport;
 

@@ -4,9 +4,10 @@ mod common;
 
 use std::io::ErrorKind;
 
+use common::sim::SimTransport;
 use common::{pattern, Handle};
 use mixnet_sim::{Mixnet, SimConfig};
-use mux::{sim::SimTransport, MuxConfig};
+use mux::MuxConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn client(net: &Mixnet, legacy: bool, seed: u64) -> Handle {

@@ -6,10 +6,11 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::sim::SimTransport;
 use common::{pair, pattern};
 use lp_frame::{MessageType, StreamHeader};
 use mixnet_sim::{Mixnet, SimConfig};
-use mux::{sim::SimTransport, Destination, MuxConfig, OpenError};
+use mux::{Destination, MuxConfig, OpenError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(start_paused = true)]

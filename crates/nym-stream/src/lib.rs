@@ -69,5 +69,6 @@
 pub mod mixnet;
 #[cfg(feature = "nym")]
 pub mod nym;
+pub mod sim;
 
 pub use lp_frame as frame;

@@ -1,10 +1,12 @@
 //! Shared helpers for the mux integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod sim;
 pub mod wire;
 
 use mixnet_sim::{Address, Mixnet, SenderTag, SimConfig};
-use mux::{sim::SimTransport, MuxConfig, MuxHandle};
+use mux::{MuxConfig, MuxHandle};
+use sim::SimTransport;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A client handle on the simulated mixnet.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use mixnet_sim::{ClientStats, SenderTag};
 use mux::{Destination, MuxHandle};
 
-use super::network::{Network, SimAdapter};
+use super::network::Network;
 use super::{
     AnonymousSenderTag, ClientMetrics, Error, MixnetClientBuilder, MixnetListener, MixnetStream,
     Recipient, Result,
@@ -181,7 +181,7 @@ impl MixnetClient {
         idle_timeout: Option<Duration>,
         plain_surbs: u32,
     ) -> Self {
-        let handle = mux::spawn(SimAdapter::new(client), cfg);
+        let handle = mux::spawn(crate::sim::SimTransport::new(client), cfg);
         Self::from_handle(handle, network, idle_timeout, plain_surbs)
     }
 

@@ -302,66 +302,6 @@ fn start_default_network() -> std::result::Result<Mixnet, String> {
         .map_err(|_| "its thread ended before the network started".to_string())?
 }
 
-/// The simulator transport with [`Recipient`] as its address type, so one multiplexer
-/// handle type serves every network.
-pub(crate) struct SimAdapter(mux::sim::SimTransport);
-
-impl SimAdapter {
-    pub(crate) fn new(client: mixnet_sim::SimClient) -> Self {
-        Self(mux::sim::SimTransport::new(client))
-    }
-}
-
-/// A simulator transport was asked to send to an address of another network.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} is not an address on the simulated mixnet this client runs on")]
-struct NotASimAddress(String);
-
-impl mux::Transport for SimAdapter {
-    type Address = Recipient;
-    type SenderTag = mixnet_sim::SenderTag;
-
-    fn local_address(&self) -> Recipient {
-        Recipient::from_sim_address(self.0.local_address())
-    }
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::result::Result<(), mux::TransportError>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn send(
-        &mut self,
-        to: mux::Destination<Recipient, mixnet_sim::SenderTag>,
-        payload: bytes::Bytes,
-        reply_surbs: u32,
-    ) -> std::result::Result<(), mux::TransportError> {
-        let to = match to {
-            mux::Destination::Address(r) => match r.as_sim_address() {
-                Some(a) => mux::Destination::Address(a),
-                None => {
-                    return Err(mux::TransportError::new(NotASimAddress(r.to_string())));
-                }
-            },
-            mux::Destination::Reply(tag) => mux::Destination::Reply(tag),
-        };
-        self.0.send(to, payload, reply_surbs)
-    }
-
-    fn poll_recv(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<mux::Inbound<mixnet_sim::SenderTag>>> {
-        self.0.poll_recv(cx)
-    }
-
-    fn surbs_available(&self, tag: &mixnet_sim::SenderTag) -> Option<u32> {
-        self.0.surbs_available(tag)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,27 +1,18 @@
-//! The transport adapter for the simulated mixnet (`mixnet-sim`), the project's
-//! embedded default network.
+//! A test-only transport over a simulated-mixnet client, addressed by the simulator's
+//! own `Address` (the facade's adapter, `nym_stream::sim::SimTransport`, uses
+//! `Recipient`; the mux crate itself knows no network).
 
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use mixnet_sim::{Address, SenderTag, SimClient};
+use mux::{Destination, Inbound, Transport, TransportError};
 
-use crate::transport::{Destination, Inbound, Transport, TransportError};
-
-/// A [`Transport`] over one client of a simulated mixnet.
-pub struct SimTransport {
-    client: SimClient,
-}
+pub struct SimTransport(SimClient);
 
 impl SimTransport {
-    /// Wraps a connected simulator client.
     pub fn new(client: SimClient) -> Self {
-        Self { client }
-    }
-
-    /// The simulator client (for its statistics).
-    pub fn client(&self) -> &SimClient {
-        &self.client
+        Self(client)
     }
 }
 
@@ -30,11 +21,11 @@ impl Transport for SimTransport {
     type SenderTag = SenderTag;
 
     fn local_address(&self) -> Address {
-        self.client.address()
+        self.0.address()
     }
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
-        self.client
+        self.0
             .poll_ready(cx)
             .map(|r| r.map_err(TransportError::new))
     }
@@ -43,17 +34,17 @@ impl Transport for SimTransport {
         &mut self,
         to: Destination<Address, SenderTag>,
         payload: Bytes,
-        reply_surbs: u32,
+        surbs: u32,
     ) -> Result<(), TransportError> {
         match to {
-            Destination::Address(a) => self.client.send_anonymous(a, payload, reply_surbs),
-            Destination::Reply(tag) => self.client.send_reply(tag, payload),
+            Destination::Address(a) => self.0.send_anonymous(a, payload, surbs),
+            Destination::Reply(tag) => self.0.send_reply(tag, payload),
         }
         .map_err(TransportError::new)
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound<SenderTag>>> {
-        self.client.poll_recv(cx).map(|m| {
+        self.0.poll_recv(cx).map(|m| {
             m.map(|m| Inbound {
                 payload: m.payload,
                 sender_tag: m.sender_tag,
@@ -62,6 +53,6 @@ impl Transport for SimTransport {
     }
 
     fn surbs_available(&self, tag: &SenderTag) -> Option<u32> {
-        Some(self.client.surbs_available(tag))
+        Some(self.0.surbs_available(tag))
     }
 }

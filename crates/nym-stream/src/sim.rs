@@ -1,0 +1,84 @@
+//! The simulated mixnet (`mixnet-sim`): a transport adapter that carries our streams
+//! over a [`SimClient`], in process or through a hub, beside the real network's adapter
+//! in [`crate::nym`]. The multiplexer itself knows no network.
+//!
+//! Every frame of every stream becomes one anonymous message (with the reply SURBs the
+//! multiplexer asks for) or one reply by sender tag; the network's send queue is the
+//! backpressure; the SURB stock per tag is reported, so the multiplexer keeps its ack
+//! reserve. Most programs need none of this directly: [`MixnetClient`](crate::mixnet::MixnetClient)
+//! builds it.
+
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use mixnet_sim::{SenderTag, SimClient};
+use mux::{Destination, Inbound, Transport, TransportError};
+
+use crate::mixnet::Recipient;
+
+/// A [`Transport`] over one client of a simulated mixnet, addressed by [`Recipient`]
+/// so one multiplexer handle type serves every network.
+pub struct SimTransport {
+    client: SimClient,
+}
+
+impl SimTransport {
+    /// Wraps a connected simulator client.
+    pub fn new(client: SimClient) -> Self {
+        Self { client }
+    }
+
+    /// The simulator client (for its statistics).
+    pub fn client(&self) -> &SimClient {
+        &self.client
+    }
+}
+
+/// A simulator transport was asked to send to an address of another network.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} is not an address on the simulated mixnet this client runs on")]
+struct NotASimAddress(String);
+
+impl Transport for SimTransport {
+    type Address = Recipient;
+    type SenderTag = SenderTag;
+
+    fn local_address(&self) -> Recipient {
+        Recipient::from_sim_address(self.client.address())
+    }
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        self.client
+            .poll_ready(cx)
+            .map(|r| r.map_err(TransportError::new))
+    }
+
+    fn send(
+        &mut self,
+        to: Destination<Recipient, SenderTag>,
+        payload: Bytes,
+        reply_surbs: u32,
+    ) -> Result<(), TransportError> {
+        match to {
+            Destination::Address(r) => match r.as_sim_address() {
+                Some(a) => self.client.send_anonymous(a, payload, reply_surbs),
+                None => return Err(TransportError::new(NotASimAddress(r.to_string()))),
+            },
+            Destination::Reply(tag) => self.client.send_reply(tag, payload),
+        }
+        .map_err(TransportError::new)
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound<SenderTag>>> {
+        self.client.poll_recv(cx).map(|m| {
+            m.map(|m| Inbound {
+                payload: m.payload,
+                sender_tag: m.sender_tag,
+            })
+        })
+    }
+
+    fn surbs_available(&self, tag: &SenderTag) -> Option<u32> {
+        Some(self.client.surbs_available(tag))
+    }
+}
