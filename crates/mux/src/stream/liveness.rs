@@ -25,7 +25,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.reliable() && self.reset.is_none() && self.retransmit_queue.is_empty() {
             consider(self.rto_base().map(|t| t + self.rtt.rto()), false);
         }
-        if !self.need_open
+        if !self.pending_ctl.open
             && !self.established
             && self.reset.is_none()
             && self.write_error.is_none()
@@ -63,13 +63,13 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             return;
         }
         if let (Some(at), false) = (self.open_sent_at, self.established) {
-            if !self.need_open && at + self.rtt.rto() <= now {
+            if !self.pending_ctl.open && at + self.rtt.rto() <= now {
                 if self.open_tries >= self.transmission_limit(now) {
                     self.fail_timeout("the peer never answered the Open");
                     return;
                 }
                 self.rtt.on_timeout();
-                self.need_open = true;
+                self.pending_ctl.open = true;
             }
         }
         if self.ack_pending {
@@ -139,7 +139,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 self.fail_timeout("the peer answered none of the keepalive pings");
                 return true;
             }
-            self.need_ping = true;
+            self.pending_ctl.ping = true;
             self.pings_outstanding += 1;
             if self.credit_blocked() {
                 // A zero-credit probe: the next one waits twice as long.
@@ -172,7 +172,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// When the next keepalive ping is due, for established streams whose read side
     /// is still open.
     pub(super) fn keepalive_due_at(&self) -> Option<Instant> {
-        if !self.established || self.reset.is_some() || self.reaped || self.need_ping {
+        if !self.established || self.reset.is_some() || self.reaped || self.pending_ctl.ping {
             return None;
         }
         if self.read_end.is_some() && self.write_done {
@@ -233,7 +233,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     pub(super) fn reap(&mut self) {
         tracing::debug!("stream reaped after the idle timeout");
         if self.extended() {
-            self.need_reset = Some(reset_code::IDLE_TIMEOUT);
+            self.pending_ctl.reset = Some(reset_code::IDLE_TIMEOUT);
         }
         self.reap_quietly(false);
     }

@@ -91,6 +91,22 @@ struct ResetInfo {
     code: u32,
 }
 
+/// Control frames a stream owes its peer, sent before any data (in this order: Reset,
+/// Open, OpenAck, Ping, Pong).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct PendingControl {
+    /// The `Open` (re)transmission is due.
+    open: bool,
+    /// The `OpenAck` for an accepted stream is due.
+    open_ack: bool,
+    /// A keepalive or zero-credit probe `Ping` is due.
+    ping: bool,
+    /// A `Pong` answering the `Ping` with this nonce is due.
+    pong: Option<u32>,
+    /// A `Reset` with this code is due.
+    reset: Option<u32>,
+}
+
 /// A frame ready to go out.
 pub(crate) struct OutFrame {
     pub(crate) payload: Bytes,
@@ -122,10 +138,10 @@ pub(crate) struct StreamState<A, T> {
 
     // Opening.
     established: bool,
-    need_open: bool,
+    /// Control frames waiting to go (one struct, like quinn's pending retransmits).
+    pending_ctl: PendingControl,
     open_sent_at: Option<Instant>,
     open_tries: u32,
-    need_open_ack: bool,
 
     // Send direction.
     pending: BytesMut,
@@ -164,11 +180,9 @@ pub(crate) struct StreamState<A, T> {
     ack_now: bool,
     ack_deadline: Option<Instant>,
     frames_since_ack: u32,
-    need_pong: Option<u32>,
 
     // Abort.
     reset: Option<ResetInfo>,
-    need_reset: Option<u32>,
     /// A local reset made before the peer showed its capability: sent only if its
     /// `OpenAck` shows the extension.
     deferred_reset: Option<u32>,
@@ -214,7 +228,6 @@ pub(crate) struct StreamState<A, T> {
     /// before timers fire (see [`Self::heard_at`]).
     pub(crate) peer_heard: Option<Instant>,
     next_ping_nonce: u32,
-    need_ping: bool,
     reaped: bool,
 
     // Life.
@@ -288,10 +301,9 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             surb_target: cfg.surb_target,
             max_surbs_per_message: cfg.max_surbs_per_message,
             established: false,
-            need_open: false,
+            pending_ctl: PendingControl::default(),
             open_sent_at: None,
             open_tries: 0,
-            need_open_ack: false,
             pending: BytesMut::new(),
             pending_since: None,
             flush_requested: false,
@@ -319,9 +331,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             ack_now: false,
             ack_deadline: None,
             frames_since_ack: 0,
-            need_pong: None,
             reset: None,
-            need_reset: None,
             deferred_reset: None,
             write_error: None,
             surbs_owed: 0,
@@ -346,7 +356,6 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             last_probe: None,
             peer_heard: None,
             next_ping_nonce: 1,
-            need_ping: false,
             reaped: false,
             rtt,
             read_handle: true,
@@ -384,7 +393,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         let mut s = Self::new(id, Destination::Address(to), kind, now, cfg);
         s.frame_payload = (s.frame_payload - crate::config::ANONYMOUS_EXTRA).max(64);
         s.fixed_surbs = fixed_surbs;
-        s.need_open = true;
+        s.pending_ctl.open = true;
         s.pending_open = true;
         s
     }
@@ -404,7 +413,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         };
         let mut s = Self::new(id, Destination::Reply(tag), kind, now, cfg);
         s.established = true;
-        s.need_open_ack = true;
+        s.pending_ctl.open_ack = true;
         s
     }
 
@@ -517,7 +526,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 let at = *self.finished_at.get_or_insert(now);
                 return at + self.linger <= now;
             }
-            return self.need_reset.is_none();
+            return self.pending_ctl.reset.is_none();
         }
         let write_finished = self.write_done;
         let read_finished = self.read_end.is_some()
@@ -529,7 +538,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.read_end.is_none() && self.extended() {
             // We stop reading but the peer may still write: tell it to stop. Nobody reads
             // or resends any more, so everything held goes (suspect timers included).
-            self.need_reset = Some(reset_code::CANCELLED);
+            self.pending_ctl.reset = Some(reset_code::CANCELLED);
             self.reset = Some(ResetInfo {
                 by_peer: false,
                 code: reset_code::CANCELLED,

@@ -134,7 +134,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 if let Some(code) = self.deferred_reset.take() {
                     if header.reserved & ext::CAP_EXTENDED != 0 {
                         self.peer_kind = PeerKind::Extended;
-                        self.need_reset = Some(code);
+                        self.pending_ctl.reset = Some(code);
                     } else {
                         self.peer_kind = PeerKind::Legacy;
                     }
@@ -146,7 +146,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             MessageType::Open => {
                 // Duplicate Open for a live stream: answer it again, nothing else.
                 if !self.is_outbound() {
-                    self.need_open_ack = true;
+                    self.pending_ctl.open_ack = true;
                 }
             }
             MessageType::OpenAck => self.on_open_ack(header.reserved, now),
@@ -186,7 +186,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 self.on_segment(Seq::new(header.seq), seg, now, budget);
             }
             MessageType::Ping => {
-                self.need_pong = Some(header.seq);
+                self.pending_ctl.pong = Some(header.seq);
                 // A peer that pings has heard nothing from us for a while: it may be
                 // blocked on credit whose window update was lost, which nothing else
                 // repeats. Answer with our current acknowledgement and window too.
@@ -245,7 +245,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             self.wake_read = true;
         }
         if self.extended() {
-            self.need_reset = Some(reset_code::IDLE_TIMEOUT);
+            self.pending_ctl.reset = Some(reset_code::IDLE_TIMEOUT);
         }
     }
 
@@ -264,7 +264,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             self.established = true;
             self.wake_established = true;
         }
-        self.need_open = false;
+        self.pending_ctl.open = false;
     }
 
     /// The peer speaks only the reference format: stop keeping frames for

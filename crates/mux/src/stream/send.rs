@@ -112,10 +112,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         });
         match self.peer_kind {
             _ if !self.local_extended => {}
-            PeerKind::Extended => self.need_reset = Some(code),
+            PeerKind::Extended => self.pending_ctl.reset = Some(code),
             PeerKind::Legacy => {}
             // The Open never left: the peer knows nothing, so it is told nothing.
-            PeerKind::Unknown if self.need_open || self.open_tries == 0 => {}
+            PeerKind::Unknown if self.pending_ctl.open || self.open_tries == 0 => {}
             // The peer may speak only the reference format, which has no Reset: wait
             // for its OpenAck to show whether it may be told (PROTOCOL.md §4).
             PeerKind::Unknown => self.deferred_reset = Some(code),
@@ -131,7 +131,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         self.suspects.clear();
         self.release_sent();
         self.write_done = true;
-        self.need_open = false;
+        self.pending_ctl.open = false;
     }
 
     /// Forgets every sent frame (nothing will be retransmitted).
@@ -165,7 +165,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     // ----- outbound frames ------------------------------------------------------
 
     pub(super) fn data_sendable(&self, now: Instant) -> bool {
-        if self.pending.is_empty() || self.need_open {
+        if self.pending.is_empty() || self.pending_ctl.open {
             return false;
         }
         self.pending.len() >= self.frame_payload
@@ -184,7 +184,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             && self.fin_seq.is_none()
             && self.pending.is_empty()
             && !self.write_done
-            && !self.need_open
+            && !self.pending_ctl.open
             && (self.peer_kind != PeerKind::Unknown || !self.local_extended)
     }
 }

@@ -5,7 +5,7 @@ use super::*;
 impl<A: Copy, T: Copy> StreamState<A, T> {
     /// Whether `poll_transmit` has something to send now.
     pub(crate) fn wants_transmit(&self, now: Instant) -> bool {
-        if self.need_reset.is_some() {
+        if self.pending_ctl.reset.is_some() {
             return true;
         }
         if self.reset.is_some() {
@@ -15,10 +15,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             && (!self.retransmit_queue.is_empty()
                 || self.data_sendable(now)
                 || self.fin_sendable());
-        self.need_open
-            || self.need_open_ack
-            || self.need_pong.is_some()
-            || self.need_ping
+        self.pending_ctl.open
+            || self.pending_ctl.open_ack
+            || self.pending_ctl.pong.is_some()
+            || self.pending_ctl.ping
             || payload_ready
             || (self.ack_due(now) && self.extended())
             || (self.surbs_wanted() && self.extended())
@@ -61,7 +61,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             self.metrics.surbs_available = stock;
         }
         self.maybe_request_surbs(now, stock);
-        if let Some(code) = self.need_reset.take() {
+        if let Some(code) = self.pending_ctl.reset.take() {
             let mut buf = BytesMut::with_capacity(lp_frame::HEADER_LEN + 4);
             buf.put_slice(&self.header(MessageType::Reset, 0).to_bytes());
             Reset { code }.encode(&mut buf);
@@ -71,8 +71,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.reset.is_some() {
             return None;
         }
-        if self.need_open {
-            self.need_open = false;
+        if self.pending_ctl.open {
+            self.pending_ctl.open = false;
             self.open_tries += 1;
             self.open_sent_at = Some(now);
             let reserved = if self.local_extended {
@@ -84,8 +84,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             let surbs = self.surbs_for(true);
             return Some(self.finish(Bytes::copy_from_slice(&hdr.to_bytes()), surbs));
         }
-        if self.need_open_ack {
-            self.need_open_ack = false;
+        if self.pending_ctl.open_ack {
+            self.pending_ctl.open_ack = false;
             let reserved = if self.extended() {
                 ext::CAP_EXTENDED
             } else {
@@ -94,8 +94,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             let hdr = self.header(MessageType::OpenAck, 0).with_reserved(reserved);
             return Some(self.finish(Bytes::copy_from_slice(&hdr.to_bytes()), 0));
         }
-        if self.need_ping {
-            self.need_ping = false;
+        if self.pending_ctl.ping {
+            self.pending_ctl.ping = false;
             let nonce = self.next_ping_nonce;
             self.metrics.pings_sent += 1;
             self.next_ping_nonce = self.next_ping_nonce.wrapping_add(1);
@@ -103,7 +103,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             let surbs = self.surbs_for(false);
             return Some(self.finish(Bytes::copy_from_slice(&hdr.to_bytes()), surbs));
         }
-        if let Some(nonce) = self.need_pong.take() {
+        if let Some(nonce) = self.pending_ctl.pong.take() {
             let hdr = self.header(MessageType::Pong, nonce);
             let surbs = self.surbs_for(false);
             return Some(self.finish(Bytes::copy_from_slice(&hdr.to_bytes()), surbs));
