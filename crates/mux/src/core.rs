@@ -129,6 +129,8 @@ pub enum Read {
 /// builds assert this at the end of every `handle_timeout`.
 pub struct Core<A, T> {
     cfg: MuxConfig,
+    /// What every stream shares, derived once from `cfg`.
+    settings: std::sync::Arc<crate::stream::StreamSettings>,
     /// Boxed: an idle stream costs its state once, not times the map's spare capacity.
     streams: IdMap<LocalId, Box<StreamState<A, T>>>,
     outbound: IdMap<StreamId, LocalId>,
@@ -208,6 +210,7 @@ where
             initial_credit: crate::stream::INITIAL_CREDIT,
         });
         Self {
+            settings: std::sync::Arc::new(crate::stream::StreamSettings::new(&cfg)),
             cfg,
             streams: IdMap::default(),
             outbound: IdMap::default(),
@@ -280,7 +283,7 @@ where
             }
         };
         let local = self.alloc_local();
-        let state = StreamState::new_outbound(id, to, fixed_surbs, now, &self.cfg);
+        let state = StreamState::new_outbound(id, to, fixed_surbs, now, &self.cfg, &self.settings);
         tracing::debug!(stream = %id, "open");
         self.peers
             .update(Destination::Address(to), |p| p.streams += 1);
@@ -786,7 +789,8 @@ where
             return;
         }
         let local = self.alloc_local();
-        let state = StreamState::new_inbound(id, tag, peer_extended, now, &self.cfg);
+        let state =
+            StreamState::new_inbound(id, tag, peer_extended, now, &self.cfg, &self.settings);
         tracing::debug!(stream = %id, peer_extended, "incoming stream");
         self.streams.insert(local, Box::new(state));
         self.inbound.insert((tag, id), local);

@@ -116,7 +116,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     pub(super) fn build_ack(&mut self, stock: Option<u32>, now: Instant) -> Ack {
         // The window, as far as the peer's connection window allows; never less than
         // what was already promised.
-        let max_data = (self.consumed + self.window)
+        let max_data = (self.consumed + self.settings.window)
             .min(self.advertised_max.saturating_add(self.credit_room))
             .max(self.advertised_max);
         let asked = self.surb_request(stock, now);

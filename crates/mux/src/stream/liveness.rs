@@ -17,7 +17,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             }
         };
         if !self.pending.is_empty() {
-            consider(self.pending_since.map(|t| t + self.coalesce_delay), true);
+            consider(
+                self.pending_since.map(|t| t + self.settings.coalesce_delay),
+                true,
+            );
         }
         if self.ack_pending && !self.ack_now {
             consider(self.ack_deadline, true);
@@ -34,7 +37,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         }
         // An expired linger only waits for the stream's last frames to go out: the
         // transmit that sends them removes the stream, so no due deadline is kept.
-        consider(self.finished_at.map(|t| t + self.linger), true);
+        consider(self.finished_at.map(|t| t + self.settings.linger), true);
         if self.reset.is_none() {
             consider(self.suspects.iter().map(|&(_, at)| at).min(), false);
         }
@@ -135,7 +138,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             return true;
         }
         if self.keepalive_due_at().is_some_and(|t| t <= now) {
-            if self.pings_outstanding >= self.keepalive_max_missed {
+            if self.pings_outstanding >= self.settings.keepalive_max_missed {
                 self.fail_timeout("the peer answered none of the keepalive pings");
                 return true;
             }
@@ -156,9 +159,9 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// somewhere (a busy link, replies waiting for SURBs).
     pub(super) fn transmission_limit(&self, now: Instant) -> u32 {
         if self.heard_at() + self.rtt.rto() > now {
-            self.max_retransmits.saturating_mul(4)
+            self.settings.max_retransmits.saturating_mul(4)
         } else {
-            self.max_retransmits
+            self.settings.max_retransmits
         }
     }
 
@@ -187,15 +190,16 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 .rtt
                 .rto()
                 .checked_mul(1u32 << self.probes.min(16))
-                .unwrap_or(self.keepalive_interval)
-                .min(self.keepalive_interval);
+                .unwrap_or(self.settings.keepalive_interval)
+                .min(self.settings.keepalive_interval);
             let base = self
                 .last_probe
                 .map_or(self.last_recv, |p| p.max(self.last_recv));
             return base.checked_add(backoff);
         }
         // Keepalive proper: silence from the whole peer, not just this stream.
-        self.keepalive_interval
+        self.settings
+            .keepalive_interval
             .checked_mul(self.pings_outstanding + 1)
             .and_then(|w| self.heard_at().checked_add(w))
     }
@@ -217,7 +221,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.send_outstanding() > 0 {
             return None;
         }
-        self.last_data.checked_add(self.idle_timeout)
+        self.last_data.checked_add(self.settings.idle_timeout)
     }
 
     /// Whether the idle timeout reaped this stream.
@@ -274,7 +278,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                     format!(
                         "stream {}: reaped after {:?} without data before the peer finished \
                          sending; what was read so far may be incomplete",
-                        self.id, self.idle_timeout
+                        self.id, self.settings.idle_timeout
                     ),
                 )
             });
@@ -283,7 +287,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             io::ErrorKind::BrokenPipe,
             format!(
                 "stream {}: reaped after {:?} without data; open a new stream",
-                self.id, self.idle_timeout
+                self.id, self.settings.idle_timeout
             ),
         ));
         self.abandon_send();

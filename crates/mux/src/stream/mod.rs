@@ -8,11 +8,13 @@ mod ack;
 mod liveness;
 mod recv;
 mod send;
+mod settings;
 mod surb;
 mod transmit;
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -26,6 +28,7 @@ use crate::metrics::StreamMetrics;
 use crate::rtt::RttEstimator;
 use crate::segment::Segment;
 use crate::transport::Destination;
+pub(crate) use settings::StreamSettings;
 
 /// Credit an extended sender may use before the receiver's first acknowledgement.
 /// Every extended receiver must accept at least this much (see docs/PROTOCOL.md).
@@ -121,20 +124,10 @@ pub(crate) struct StreamState<A, T> {
     local_extended: bool,
     pub(crate) peer_kind: PeerKind,
     fixed_surbs: Option<u32>,
+    /// Settings every stream of the client shares (derived once from its `MuxConfig`).
+    settings: Arc<StreamSettings>,
     frame_payload: usize,
-    window: u64,
     legacy_limit: u64,
-    send_limit: usize,
-    coalesce_delay: std::time::Duration,
-    ack_every: u32,
-    ack_delay: std::time::Duration,
-    max_retransmits: u32,
-    linger: std::time::Duration,
-    initial_surbs: u32,
-    surbs_per_message: u32,
-    surb_low_water: u32,
-    surb_target: u32,
-    max_surbs_per_message: u32,
 
     // Opening.
     established: bool,
@@ -215,9 +208,6 @@ pub(crate) struct StreamState<A, T> {
     pub(crate) in_surb_wait: bool,
 
     // Liveness.
-    keepalive_interval: std::time::Duration,
-    keepalive_max_missed: u32,
-    idle_timeout: std::time::Duration,
     last_recv: Instant,
     last_data: Instant,
     pings_outstanding: u32,
@@ -263,9 +253,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         peer_kind: PeerKind,
         now: Instant,
         cfg: &MuxConfig,
+        settings: &Arc<StreamSettings>,
     ) -> Self {
         let local_extended = !cfg.legacy_mode;
-        let window = u64::from(cfg.receive_window).max(INITIAL_CREDIT);
+        let window = settings.window;
         // The reorder buffer is sized for the larger of the two per-kind bounds (the
         // peer's kind may only be learned later); `recv_limit` enforces the right one.
         let legacy_limit = u64::from(cfg.legacy_receive_buffer).max(window);
@@ -286,20 +277,9 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             local_extended,
             peer_kind,
             fixed_surbs: None,
+            settings: Arc::clone(settings),
             frame_payload: cfg.frame_payload(),
-            window,
             legacy_limit,
-            send_limit: cfg.send_buffer.max(cfg.frame_payload()),
-            coalesce_delay: cfg.coalesce_delay,
-            ack_every: cfg.ack_every.max(1),
-            ack_delay: cfg.ack_delay,
-            max_retransmits: cfg.max_retransmits.max(1),
-            linger: cfg.linger,
-            initial_surbs: cfg.initial_surbs,
-            surbs_per_message: cfg.surbs_per_message,
-            surb_low_water: cfg.surb_low_water,
-            surb_target: cfg.surb_target,
-            max_surbs_per_message: cfg.max_surbs_per_message,
             established: false,
             pending_ctl: PendingControl::default(),
             open_sent_at: None,
@@ -346,9 +326,6 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             last_ask_at: None,
             surb_blocked_at: None,
             in_surb_wait: false,
-            keepalive_interval: cfg.keepalive_interval,
-            keepalive_max_missed: cfg.keepalive_max_missed.max(1),
-            idle_timeout: cfg.idle_timeout,
             last_recv: now,
             last_data: now,
             pings_outstanding: 0,
@@ -384,13 +361,14 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         fixed_surbs: Option<u32>,
         now: Instant,
         cfg: &MuxConfig,
+        settings: &Arc<StreamSettings>,
     ) -> Self {
         let kind = if cfg.legacy_mode {
             PeerKind::Legacy
         } else {
             PeerKind::Unknown
         };
-        let mut s = Self::new(id, Destination::Address(to), kind, now, cfg);
+        let mut s = Self::new(id, Destination::Address(to), kind, now, cfg, settings);
         s.frame_payload = (s.frame_payload - crate::config::ANONYMOUS_EXTRA).max(64);
         s.fixed_surbs = fixed_surbs;
         s.pending_ctl.open = true;
@@ -405,13 +383,14 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         peer_extended: bool,
         now: Instant,
         cfg: &MuxConfig,
+        settings: &Arc<StreamSettings>,
     ) -> Self {
         let kind = if peer_extended && !cfg.legacy_mode {
             PeerKind::Extended
         } else {
             PeerKind::Legacy
         };
-        let mut s = Self::new(id, Destination::Reply(tag), kind, now, cfg);
+        let mut s = Self::new(id, Destination::Reply(tag), kind, now, cfg, settings);
         s.established = true;
         s.pending_ctl.open_ack = true;
         s
@@ -524,7 +503,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 // Wait a linger for the OpenAck that decides whether the peer hears of
                 // the reset; a peer that never answers has nothing to hear.
                 let at = *self.finished_at.get_or_insert(now);
-                return at + self.linger <= now;
+                return at + self.settings.linger <= now;
             }
             return self.pending_ctl.reset.is_none();
         }
@@ -550,7 +529,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             return true;
         }
         let at = *self.finished_at.get_or_insert(now);
-        at + self.linger <= now
+        at + self.settings.linger <= now
     }
 }
 
@@ -582,10 +561,11 @@ mod size_tests {
 
     /// An idle stream's memory is mostly this struct (its buffers allocate nothing
     /// while empty); the table boxes it, so hash-map slack does not multiply it.
-    /// Guard against it creeping up: the per-stream budget is 2 KiB.
+    /// Guard against it creeping up: the per-stream budget is 2 KiB. (1,280 bytes before
+    /// the shared settings moved out of it.)
     #[test]
     fn stream_state_stays_small() {
         let size = std::mem::size_of::<StreamState<[u8; 32], [u8; 16]>>();
-        assert!(size <= 1280, "StreamState grew to {size} bytes");
+        assert!(size <= 1160, "StreamState grew to {size} bytes");
     }
 }

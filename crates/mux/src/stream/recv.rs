@@ -69,8 +69,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         self.consumed += n as u64;
         self.metrics.bytes_read += n as u64;
         // Reopen the window once half of it was read since the last advertisement.
-        let new_max = self.consumed + self.window;
-        if self.extended() && new_max.saturating_sub(self.advertised_max) >= self.window / 2 {
+        let new_max = self.consumed + self.settings.window;
+        if self.extended()
+            && new_max.saturating_sub(self.advertised_max) >= self.settings.window / 2
+        {
             self.ack_pending = true;
             self.ack_now = true;
         }
@@ -290,7 +292,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         match self.peer_kind {
             PeerKind::Legacy => self.legacy_limit as usize,
             // Before the capability is known (a reference peer sends without credit).
-            PeerKind::Unknown => self.window as usize,
+            PeerKind::Unknown => self.settings.window as usize,
             // What we promised: a peer sending beyond its credit is refused.
             PeerKind::Extended => self.advertised_max.saturating_sub(self.consumed) as usize,
         }
@@ -372,7 +374,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         // Credit running low: the peer is within a quarter window of the limit it
         // believes in, so it will stall without an ack (e.g. before our first ack,
         // when it only has INITIAL_CREDIT). Ack now instead of after the delay.
-        if self.recv_offset + self.window / 4 >= self.advertised_max {
+        if self.recv_offset + self.settings.window / 4 >= self.advertised_max {
             self.ack_now = true;
         }
         self.schedule_ack(now);
@@ -381,10 +383,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     pub(super) fn schedule_ack(&mut self, now: Instant) {
         if self.extended() || self.peer_kind == PeerKind::Unknown {
             self.ack_pending = true;
-            if self.frames_since_ack >= self.ack_every {
+            if self.frames_since_ack >= self.settings.ack_every {
                 self.ack_now = true;
             } else if self.ack_deadline.is_none() {
-                self.ack_deadline = Some(now + self.ack_delay);
+                self.ack_deadline = Some(now + self.settings.ack_delay);
             }
         }
     }

@@ -60,7 +60,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             return WriteOutcome::Accepted(0);
         }
         let buffered = self.send_buf.unacked_bytes() + self.pending.len();
-        let room = self.send_limit.saturating_sub(buffered) as u64;
+        let room = self.settings.send_limit.saturating_sub(buffered) as u64;
         let framed_end = self.send_offset + self.pending.len() as u64;
         let credit = self.peer_max_data.saturating_sub(framed_end);
         let n = (data.len() as u64).min(room).min(credit) as usize;
@@ -174,7 +174,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             || self.shutdown_requested
             || self
                 .pending_since
-                .is_some_and(|t| t + self.coalesce_delay <= now)
+                .is_some_and(|t| t + self.settings.coalesce_delay <= now)
     }
 
     /// Whether the FIN (a `Close`, an extension) can go: only once the peer showed

@@ -59,22 +59,23 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         let k = if let Some(k) = self.fixed_surbs {
             k
         } else if first {
-            self.initial_surbs
+            self.settings.initial_surbs
         } else {
             let (estimate, room) = self.surb_estimate();
             // What the peer's ceiling no longer allows is not owed any more (or an ack
             // carrying nothing would be sent again and again).
             self.surbs_owed = self.surbs_owed.min(u32::try_from(room).unwrap_or(u32::MAX));
             let estimate = u32::try_from(estimate).unwrap_or(u32::MAX);
-            let top_up = if estimate < self.surb_low_water || self.surbs_owed > 0 {
-                self.surb_target
+            let top_up = if estimate < self.settings.surb_low_water || self.surbs_owed > 0 {
+                self.settings
+                    .surb_target
                     .saturating_sub(estimate)
                     .max(self.surbs_owed)
                     .min(u32::try_from(room).unwrap_or(u32::MAX))
             } else {
                 0
             };
-            (self.surbs_per_message + top_up).min(self.max_surbs_per_message)
+            (self.settings.surbs_per_message + top_up).min(self.settings.max_surbs_per_message)
         };
         self.surbs_owed = self.surbs_owed.saturating_sub(k);
         self.surbs_sent += u64::from(k);
@@ -122,8 +123,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// Most SURBs the peer can usefully hold for this stream: one per frame of the
     /// receive window it may fill (frames of the largest payload) plus its ack reserve.
     pub(super) fn surb_ceiling(&self) -> u32 {
-        let frames = (self.window as usize).div_ceil(self.frame_payload) as u32;
-        frames + ACK_SURB_RESERVE + self.surb_target
+        let frames = (self.settings.window as usize).div_ceil(self.frame_payload) as u32;
+        frames + ACK_SURB_RESERVE + self.settings.surb_target
     }
 
     /// How many more SURBs we (the replier) ask the opener for.
