@@ -590,10 +590,24 @@ fn test_nym(_args: &[String]) -> Result<(), String> {
         v.extend_from_slice(&cmd[1..]);
         v
     };
+    // One clippy over the facade and the command together: one feature set for the
+    // shared tree (two runs with different tokio features re-checked all of nym-sdk's).
     run(
         "clippy (nym)",
         &cargo,
-        &with(&["clippy", "--all-targets", "--", "-D", "warnings"]),
+        &[
+            "clippy",
+            "-p",
+            "nym-stream",
+            "-p",
+            "nym-stream-cli",
+            "--features",
+            "nym-stream/nym,nym-stream-cli/nym",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
     )?;
     // Only the tests that exercise the adapter: every other test binary (the integration
     // tests on the simulator, the API-shape test, the doc tests, which have no nym-only
@@ -603,22 +617,6 @@ fn test_nym(_args: &[String]) -> Result<(), String> {
         "tests (nym)",
         &cargo,
         &with(&["test", "--lib", "--test", "nym_fake"]),
-    )?;
-    // The command's `--network nym` path (reuses the checked nym-sdk tree).
-    run(
-        "clippy (cli, nym)",
-        &cargo,
-        &[
-            "clippy",
-            "-p",
-            "nym-stream-cli",
-            "--features",
-            "nym",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
     )?;
     Ok(())
 }
