@@ -168,13 +168,32 @@ async fn interrupted() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// Runs a serving future until it ends or Ctrl-C / SIGTERM arrives; then tells it to stop
+/// (it accepts nothing new and gives open connections `grace` seconds) and waits for it.
+async fn until_interrupted(
+    serve: impl std::future::Future<Output = ()>,
+    stop: &watch::Sender<bool>,
+    grace: u64,
+) {
+    tokio::pin!(serve);
+    tokio::select! {
+        () = &mut serve => {}
+        () = interrupted() => {
+            tracing::info!("interrupted: nothing new is accepted; open connections get {grace} s");
+            let _ = stop.send(true);
+            serve.await;
+        }
+    }
+}
+
 /// Prints a status line every `every` until `stop`.
 fn status_line(
     counters: Arc<Counters>,
-    every: Duration,
+    net: &NetOpts,
     quiet: bool,
     mut stop: watch::Receiver<bool>,
 ) {
+    let every = Duration::from_secs(net.status_interval);
     if quiet || every.is_zero() {
         return;
     }
@@ -271,12 +290,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             let listener = client.listener().map_err(|e| e.to_string())?;
             let counters = Arc::new(Counters::default());
-            status_line(
-                Arc::clone(&counters),
-                Duration::from_secs(net.status_interval),
-                cli.quiet,
-                stop.clone(),
-            );
+            status_line(Arc::clone(&counters), &net, cli.quiet, stop.clone());
             let mut cfg = ServiceConfig::new(map);
             cfg.max_connections = max_connections;
             cfg.max_per_peer = max_per_peer;
@@ -287,15 +301,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 stop,
                 Duration::from_secs(net.grace),
             );
-            tokio::pin!(serve);
-            tokio::select! {
-                () = &mut serve => {}
-                () = interrupted() => {
-                    tracing::info!("interrupted: no new tunnels; open ones get {} s", net.grace);
-                    let _ = stop_tx.send(true);
-                    serve.await;
-                }
-            }
+            until_interrupted(serve, &stop_tx, net.grace).await;
             client.disconnect().await;
             Ok(())
         }
@@ -310,12 +316,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             );
             let client = Arc::new(tokio::sync::Mutex::new(client));
             let counters = Arc::new(Counters::default());
-            status_line(
-                Arc::clone(&counters),
-                Duration::from_secs(net.status_interval),
-                cli.quiet,
-                stop.clone(),
-            );
+            status_line(Arc::clone(&counters), &net, cli.quiet, stop.clone());
             let fwd = tunnel::forward(
                 tcp,
                 Arc::clone(&client),
@@ -325,15 +326,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 stop,
                 Duration::from_secs(net.grace),
             );
-            tokio::pin!(fwd);
-            tokio::select! {
-                () = &mut fwd => {}
-                () = interrupted() => {
-                    tracing::info!("interrupted: no new connections; open ones get {} s", net.grace);
-                    let _ = stop_tx.send(true);
-                    fwd.await;
-                }
-            }
+            until_interrupted(fwd, &stop_tx, net.grace).await;
             disconnect(client).await;
             Ok(())
         }
@@ -346,12 +339,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             );
             let client = Arc::new(tokio::sync::Mutex::new(client));
             let counters = Arc::new(Counters::default());
-            status_line(
-                Arc::clone(&counters),
-                Duration::from_secs(net.status_interval),
-                cli.quiet,
-                stop.clone(),
-            );
+            status_line(Arc::clone(&counters), &net, cli.quiet, stop.clone());
             let proxy = socks5::serve(
                 tcp,
                 Arc::clone(&client),
@@ -359,15 +347,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 stop,
                 Duration::from_secs(net.grace),
             );
-            tokio::pin!(proxy);
-            tokio::select! {
-                () = &mut proxy => {}
-                () = interrupted() => {
-                    tracing::info!("interrupted: no new connections; open ones get {} s", net.grace);
-                    let _ = stop_tx.send(true);
-                    proxy.await;
-                }
-            }
+            until_interrupted(proxy, &stop_tx, net.grace).await;
             disconnect(client).await;
             Ok(())
         }

@@ -8,7 +8,6 @@
 //! service (optimistic, like the tunnel request): the client's first bytes then reach the
 //! service after one mixnet traversal. A service that refuses closes the connection.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,6 @@ use nym_stream::mixnet::MixnetClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::names::{parse_host, Service};
 use crate::tunnel::{self, Counters};
@@ -161,35 +159,12 @@ pub async fn serve(
     listener: TcpListener,
     client: Arc<tokio::sync::Mutex<MixnetClient>>,
     counters: Arc<Counters>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let mut tasks = JoinSet::new();
-    loop {
-        let (tcp, from) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("accepting a TCP connection failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => break,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-        };
-        let client = Arc::clone(&client);
-        let counters = Arc::clone(&counters);
-        tasks.spawn(async move {
-            if let Err(why) = serve_one(tcp, client, Arc::clone(&counters)).await {
-                counters.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%from, "{why}");
-            }
-        });
-    }
-    if !tasks.is_empty() {
-        let _ =
-            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
-        tasks.abort_all();
-    }
+    let c = Arc::clone(&counters);
+    tunnel::serve_tcp(listener, counters, stop, grace, move |tcp| {
+        serve_one(tcp, Arc::clone(&client), Arc::clone(&c))
+    })
+    .await;
 }

@@ -9,6 +9,7 @@ pub mod proto;
 pub mod relay;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -277,17 +278,19 @@ pub async fn tunnel_tcp(
         .map_err(|e| e.to_string())
 }
 
-/// Accepts TCP connections on `listener` and tunnels each to `port` of `to`, until
-/// `stop` turns true; then waits up to `grace` for open tunnels.
-pub async fn forward(
+/// Accepts TCP connections on `listener` until `stop` turns true and runs `handle` on
+/// each in a task of its own (a failure is counted and logged with its reason); then
+/// waits up to `grace` for the connections still open.
+pub async fn serve_tcp<F, Fut>(
     listener: TcpListener,
-    client: Arc<tokio::sync::Mutex<MixnetClient>>,
-    to: Recipient,
-    port: u16,
     counters: Arc<Counters>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
-) {
+    handle: F,
+) where
+    F: Fn(TcpStream) -> Fut,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
     let mut tasks = JoinSet::new();
     loop {
         let (tcp, from) = tokio::select! {
@@ -302,25 +305,47 @@ pub async fn forward(
             _ = stop.changed() => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
         };
-        let stream = client.lock().await.open_stream(to, None).await;
+        let work = handle(tcp);
         let counters = Arc::clone(&counters);
-        match stream {
-            Ok(stream) => {
-                tasks.spawn(async move {
-                    if let Err(why) = tunnel_tcp(stream, tcp, port, &counters).await {
-                        counters.failed.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%from, "connection failed: {why}");
-                    }
-                });
-            }
-            Err(e) => {
+        tasks.spawn(async move {
+            if let Err(why) = work.await {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%from, "could not open a stream to {to}: {e}");
-                reset_tcp_stream(tcp);
+                tracing::warn!(%from, "{why}");
             }
-        }
+        });
     }
     drain(&mut tasks, grace).await;
+}
+
+/// Accepts TCP connections on `listener` and tunnels each to `port` of `to`, until
+/// `stop` turns true; then waits up to `grace` for open tunnels.
+pub async fn forward(
+    listener: TcpListener,
+    client: Arc<tokio::sync::Mutex<MixnetClient>>,
+    to: Recipient,
+    port: u16,
+    counters: Arc<Counters>,
+    stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let c = Arc::clone(&counters);
+    serve_tcp(listener, counters, stop, grace, move |tcp| {
+        let client = Arc::clone(&client);
+        let counters = Arc::clone(&c);
+        async move {
+            let stream = client.lock().await.open_stream(to, None).await;
+            match stream {
+                Ok(stream) => tunnel_tcp(stream, tcp, port, &counters)
+                    .await
+                    .map_err(|why| format!("connection failed: {why}")),
+                Err(e) => {
+                    reset_tcp_stream(tcp);
+                    Err(format!("could not open a stream to {to}: {e}"))
+                }
+            }
+        }
+    })
+    .await;
 }
 
 /// Closes a TCP connection with RST.
