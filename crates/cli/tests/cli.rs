@@ -91,8 +91,9 @@ async fn hub() -> (Proc, String) {
     (p, format!("hub:{addr}"))
 }
 
-/// A service mapping virtual port 80 to `target` (and `extra` maps); returns its address.
-async fn serve(net: &str, target: SocketAddr, extra: &[String]) -> (Proc, String) {
+/// A service mapping virtual port 80 to `target`, with `extra` arguments; returns its
+/// address.
+async fn serve(net: &str, target: SocketAddr, extra: &[&str]) -> (Proc, String) {
     let map = format!("80={target}");
     let mut args = vec![
         "serve",
@@ -103,10 +104,7 @@ async fn serve(net: &str, target: SocketAddr, extra: &[String]) -> (Proc, String
         "--status-interval",
         "0",
     ];
-    for m in extra {
-        args.push("--map");
-        args.push(m);
-    }
+    args.extend_from_slice(extra);
     let p = Proc::start(&args, 2).await;
     let addr = p.word(0);
     (p, addr)
@@ -496,6 +494,44 @@ async fn a_target_that_closes_first_ends_the_tunnel() {
             .unwrap_or_else(|_| panic!("no EOF from the tunnel; service log: {}", srv.stderr()))
             .unwrap();
         assert_eq!(got, b"answer and bye");
+    })
+    .await
+    .expect("in time");
+}
+
+/// A peer gets at most `--max-per-peer` tunnels at once: the next is refused (its TCP
+/// connection closed, the reason logged) while the first keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_beyond_the_per_peer_limit_are_refused() {
+    timeout(LIMIT, async {
+        let (_hub, net) = hub().await;
+        let (srv, addr) = serve(&net, echo_target().await, &["--max-per-peer", "1"]).await;
+        let (_fwd, local) = forward(&net, &format!("{addr}:80")).await;
+        // The first tunnel is open (its echo came back) and stays open.
+        let mut first = TcpStream::connect(local).await.unwrap();
+        first.write_all(b"one").await.unwrap();
+        let mut echo = [0u8; 3];
+        first.read_exact(&mut echo).await.unwrap();
+        // A second one from the same forwarder (the same peer) is refused.
+        let mut second = TcpStream::connect(local).await.unwrap();
+        second.write_all(b"two").await.unwrap();
+        let mut buf = [0u8; 8];
+        let r = timeout(Duration::from_secs(15), second.read(&mut buf))
+            .await
+            .expect("closed promptly");
+        assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+        timeout(Duration::from_secs(10), async {
+            while !srv.stderr().contains("from this peer") {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no limit refusal in the service's log: {}", srv.stderr()));
+        // The first still works.
+        first.write_all(b"!").await.unwrap();
+        let mut one = [0u8; 1];
+        first.read_exact(&mut one).await.unwrap();
+        assert_eq!(&one, b"!");
     })
     .await
     .expect("in time");
