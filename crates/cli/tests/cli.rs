@@ -514,7 +514,9 @@ async fn tunnels_beyond_the_per_peer_limit_are_refused() {
         first.read_exact(&mut echo).await.unwrap();
         // A second one from the same forwarder (the same peer) is refused.
         let mut second = TcpStream::connect(local).await.unwrap();
-        second.write_all(b"two").await.unwrap();
+        // The refusal may close the connection before this write (seen under load as
+        // EPIPE): either way the tunnel must not carry it.
+        let _ = second.write_all(b"two").await;
         let mut buf = [0u8; 8];
         let r = timeout(Duration::from_secs(15), second.read(&mut buf))
             .await

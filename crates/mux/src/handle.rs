@@ -292,7 +292,7 @@ impl<A: Key, T: Key> Half<A, T> {
                 Poll::Ready(Ok(()))
             }
             Read::Eof => Poll::Ready(Ok(())),
-            Read::Failed(e) => Poll::Ready(Err(e)),
+            Read::Failed(e) => Poll::Ready(Err(e.into())),
             Read::Pending => match &inner.closed {
                 Some(why) => Poll::Ready(Err(closed_error(why))),
                 None => {
@@ -309,7 +309,7 @@ impl<A: Key, T: Key> Half<A, T> {
         let mut inner = self.shared.lock();
         let res = match inner.core.read_chunk(now(), self.local) {
             Ok(chunk) => Poll::Ready(Ok(chunk)),
-            Err(Read::Failed(e)) => Poll::Ready(Err(e)),
+            Err(Read::Failed(e)) => Poll::Ready(Err(e.into())),
             Err(Read::Eof) => Poll::Ready(Ok(None)),
             Err(_) => match &inner.closed {
                 Some(why) => Poll::Ready(Err(closed_error(why))),
@@ -330,7 +330,7 @@ impl<A: Key, T: Key> Half<A, T> {
         }
         let res = match inner.core.write(now(), self.local, data) {
             Write::Accepted(n) => Poll::Ready(Ok(n)),
-            Write::Failed(e) => Poll::Ready(Err(e)),
+            Write::Failed(e) => Poll::Ready(Err(e.into())),
             Write::Blocked => {
                 inner.register_write(self.local, cx.waker());
                 Poll::Pending
@@ -361,7 +361,7 @@ impl<A: Key, T: Key> Half<A, T> {
 
     fn write_side_status(&self, inner: &Inner<A, T>) -> io::Result<()> {
         if let Some(e) = inner.core.send_error(self.local) {
-            return Err(e);
+            return Err(e.into());
         }
         // Bytes still to send cannot go anywhere once the router stopped.
         match &inner.closed {
@@ -382,14 +382,14 @@ impl<A: Key, T: Key> Half<A, T> {
     /// the task with `register` in between.
     async fn wait_for(
         &self,
-        done: impl Fn(&crate::core::Core<A, T>, LocalId) -> io::Result<bool>,
+        done: impl Fn(&crate::core::Core<A, T>, LocalId) -> Result<bool, crate::StreamError>,
         register: fn(&mut Inner<A, T>, LocalId, &std::task::Waker),
     ) -> io::Result<()> {
         poll_fn(|cx| {
             let mut inner = self.shared.lock();
             match done(&inner.core, self.local) {
                 Ok(true) => Poll::Ready(Ok(())),
-                Err(e) => Poll::Ready(Err(e)),
+                Err(e) => Poll::Ready(Err(e.into())),
                 Ok(false) => match &inner.closed {
                     Some(why) => Poll::Ready(Err(closed_error(why))),
                     None => {

@@ -64,7 +64,9 @@ mod transport;
 pub use crate::config::MuxConfig;
 pub use crate::core::{Core, Event, LocalId, Read, Transmit, Write};
 pub use crate::driver::{Driver, PlainMessage};
-pub use crate::error::{reset_code, LimitReason, OpenError, StreamError};
+pub use crate::error::{
+    reset_code, Failure, LimitReason, OpenError, Operation, Overrun, Reap, StreamError, Timeout,
+};
 pub use crate::handle::{
     new, spawn, Key, MuxHandle, MuxListener, MuxStream, OwnedReadHalf, OwnedWriteHalf,
 };

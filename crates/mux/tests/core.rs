@@ -28,14 +28,14 @@ fn drain(w: &mut Wire) -> Vec<Packet> {
 
 fn expect_failed(r: Read) -> std::io::Error {
     match r {
-        Read::Failed(e) => e,
+        Read::Failed(e) => e.into(),
         other => panic!("expected a failed read, got {other:?}"),
     }
 }
 
 fn expect_write_failed(w: Write) -> std::io::Error {
     match w {
-        Write::Failed(e) => e,
+        Write::Failed(e) => e.into(),
         other => panic!("expected a failed write, got {other:?}"),
     }
 }
@@ -201,7 +201,7 @@ fn open_beyond_backlog_is_refused_with_reset() {
     assert_eq!(w.sent(B, MessageType::Reset), 1);
     assert!(w.a.established(streams[0]).unwrap());
     assert!(w.a.established(streams[1]).unwrap());
-    let err = w.a.established(streams[2]).unwrap_err();
+    let err: std::io::Error = w.a.established(streams[2]).unwrap_err().into();
     assert_eq!(err.kind(), ErrorKind::ConnectionReset);
     assert_eq!(code_of(&err), Some(reset_code::REFUSED));
     let err = expect_failed(w.read_available(A, streams[2], &mut Vec::new()));

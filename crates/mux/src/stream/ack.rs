@@ -62,7 +62,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         }
         if ack.max_data > self.peer_max_data {
             self.peer_max_data = ack.max_data;
-            self.wake_write = true;
+            self.wakes.write = true;
             self.probes = 0;
             self.last_probe = None;
         }
@@ -70,14 +70,11 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             self.on_surb_request(ack.surbs_wanted, now);
         }
         if out.newly_acked_frames > 0 {
-            self.wake_write = true;
+            self.wakes.write = true;
         }
-        if let Some(fin) = self.fin_seq {
-            if self.send_buf.is_empty() && !self.write_done {
-                tracing::trace!(fin = fin.get(), "final frame acknowledged");
-                self.write_done = true;
-                self.all_acked = true;
-            }
+        if self.send_state == SendState::FinSent && self.send_buf.is_empty() {
+            tracing::trace!("final frame acknowledged");
+            self.send_state = SendState::Finished;
         }
     }
 
@@ -88,7 +85,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     }
 
     pub(super) fn ack_due(&self, now: Instant) -> bool {
-        self.ack_pending && (self.ack_now || self.ack_deadline.is_some_and(|d| d <= now))
+        self.ack_due.due(now)
     }
 
     /// After a timeout, each ack that makes progress lets two more of the frames sent
@@ -133,9 +130,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             });
         }
         self.advertised_max = max_data;
-        self.ack_pending = false;
-        self.ack_now = false;
-        self.ack_deadline = None;
+        self.ack_due = AckDue::Nothing;
         self.frames_since_ack = 0;
         self.metrics.acks_sent += 1;
         ack

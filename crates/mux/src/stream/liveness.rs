@@ -5,152 +5,173 @@ use super::*;
 impl<A: Copy, T: Copy> StreamState<A, T> {
     // ----- timers ---------------------------------------------------------------
 
+    /// When `timer` fires, as the stream's state arms it (`None`: not armed).
+    pub(crate) fn deadline_of(&self, timer: Timer) -> Option<Instant> {
+        let live = self.teardown.is_live();
+        let reset = self.teardown.is_reset();
+        match timer {
+            Timer::SurbRetry => self.surb_wait.since().map(|at| at + SURB_RETRY),
+            Timer::Idle if live => self.idle_deadline(),
+            Timer::Keepalive if live => self.keepalive_due_at(),
+            Timer::Open if live && !self.pending_ctl.open => match self.handshake {
+                Handshake::Opening {
+                    sent_at: Some(at), ..
+                } => Some(at + self.rtt.rto()),
+                _ => None,
+            },
+            Timer::Ack => match self.ack_due {
+                AckDue::At(at) => Some(at),
+                _ => None,
+            },
+            Timer::Suspect if !reset => self.suspects.iter().map(|&(_, at)| at).min(),
+            Timer::Retransmit if !reset && self.reliable() && self.retransmit_queue.is_empty() => {
+                self.rto_base().map(|at| at + self.rtt.rto())
+            }
+            Timer::Coalesce if !self.pending.is_empty() => self
+                .pending_since
+                .map(|at| at + self.settings.coalesce_delay),
+            // An expired linger only waits for the stream's last frames to go out: the
+            // transmit that sends them removes the stream, so no due deadline is kept.
+            Timer::Linger => self.finished_at.map(|at| at + self.settings.linger),
+            _ => None,
+        }
+    }
+
+    /// Every armed timer of this stream.
+    pub(crate) fn timers(&self) -> TimerTable {
+        let mut t = TimerTable::default();
+        for timer in Timer::ALL {
+            t.set(timer, self.deadline_of(timer));
+        }
+        t
+    }
+
     /// The earliest instant after `now` at which this stream has timed work. Work that
     /// is already due sits in the ready queue (see [`Self::wants_transmit`]) instead.
     pub(crate) fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        let mut d: Option<Instant> = None;
-        let mut consider = |t: Option<Instant>, only_future: bool| {
-            if let Some(t) = t {
-                if !only_future || t > now {
-                    d = Some(d.map_or(t, |x| x.min(t)));
-                }
-            }
-        };
-        if !self.pending.is_empty() {
-            consider(
-                self.pending_since.map(|t| t + self.settings.coalesce_delay),
-                true,
-            );
-        }
-        if self.ack_pending && !self.ack_now {
-            consider(self.ack_deadline, true);
-        }
-        if self.reliable() && self.reset.is_none() && self.retransmit_queue.is_empty() {
-            consider(self.rto_base().map(|t| t + self.rtt.rto()), false);
-        }
-        if !self.pending_ctl.open
-            && !self.established
-            && self.reset.is_none()
-            && self.write_error.is_none()
-        {
-            consider(self.open_sent_at.map(|at| at + self.rtt.rto()), false);
-        }
-        // An expired linger only waits for the stream's last frames to go out: the
-        // transmit that sends them removes the stream, so no due deadline is kept.
-        consider(self.finished_at.map(|t| t + self.settings.linger), true);
-        if self.reset.is_none() {
-            consider(self.suspects.iter().map(|&(_, at)| at).min(), false);
-        }
-        consider(self.surb_blocked_at.map(|t| t + SURB_RETRY), false);
-        if !self.reaped && self.write_error.is_none() && self.reset.is_none() {
-            consider(self.idle_deadline(), false);
-            consider(self.keepalive_due_at(), false);
-        }
-        d
+        self.timers().next_after(now)
     }
 
+    /// Handles every timer due at `now`, in the order of [`Timer::ALL`]. Each is
+    /// checked against the state the previous ones left (an `Open` timeout backs the
+    /// RTO off, so a data timeout due at the same instant waits for the new RTO).
     pub(crate) fn on_timeout(&mut self, now: Instant) {
         let _enter = self.span.clone().entered();
-        if self.surb_blocked_at.is_some_and(|t| t + SURB_RETRY <= now) {
-            // The network may have received SURBs meanwhile (its own top-up requests
-            // do not pass through us): look at the stock again. First, before any
-            // early return, so the deadline never stays due. A stream in the peer's
-            // queue of waiters stays blocked (the core releases it in turn); the timer
-            // only makes the driver look at the stock again.
-            self.surb_blocked_at = self.in_surb_wait.then_some(now);
-        }
-        if self.reset.is_some() {
-            return;
-        }
-        if self.liveness_timeout(now) {
-            return;
-        }
-        if let (Some(at), false) = (self.open_sent_at, self.established) {
-            if !self.pending_ctl.open && at + self.rtt.rto() <= now {
-                if self.open_tries >= self.transmission_limit(now) {
-                    self.fail_timeout("the peer never answered the Open");
-                    return;
-                }
-                self.rtt.on_timeout();
-                self.pending_ctl.open = true;
+        for timer in Timer::ALL {
+            if self.deadline_of(timer).is_none_or(|at| at > now) {
+                continue;
             }
-        }
-        if self.ack_pending {
-            if let Some(d) = self.ack_deadline {
-                if d <= now {
-                    self.ack_now = true;
+            let go_on = match timer {
+                Timer::SurbRetry => {
+                    self.on_surb_retry(now);
+                    true
                 }
-            }
-        }
-
-        if !self.suspects.is_empty() {
-            let mut due = Vec::new();
-            self.suspects.retain(|&(seq, at)| {
-                if at <= now {
-                    due.push(seq);
+                Timer::Idle => {
+                    self.reap();
+                    false
                 }
-                at > now
-            });
-            for seq in due {
-                if self.send_buf.get(seq).is_some() && !self.retransmit_queue.contains(&seq) {
-                    self.retransmit_queue.push_back(seq);
+                Timer::Keepalive => self.on_keepalive_timeout(now),
+                Timer::Open => self.on_open_timeout(now),
+                Timer::Ack => {
+                    self.ack_due = AckDue::Now;
+                    true
                 }
-            }
-        }
-        if self.reliable() {
-            let rto = self.rtt.rto();
-            if let Some(earliest) = self.rto_base() {
-                if earliest + rto <= now {
-                    // Like TCP, a timeout resends only the oldest expired frame and
-                    // backs off: acks delayed in the mixnet (or by a SURB shortage at
-                    // the peer) must not trigger a resend of the whole window. Real
-                    // holes behind it are repaired by SACK-driven fast retransmit.
-                    let oldest = self
-                        .send_buf
-                        .expired(now - rto)
-                        .into_iter()
-                        .min_by_key(|s| {
-                            s.distance_from(self.send_buf.oldest_unacked().map_or(*s, |o| o.0))
-                        });
-                    if let Some(seq) = oldest {
-                        // `max_retransmits` counts transmissions (as for the Open).
-                        let sent = self.send_buf.retransmits(seq).unwrap_or(0) + 1;
-                        if sent >= self.transmission_limit(now) {
-                            self.fail_timeout("a frame was not acknowledged after the maximum number of retransmissions");
-                            return;
-                        }
-                        self.retransmit_queue.push_back(seq);
-                    }
-                    self.recovery_point = Some(now);
-                    self.rtt.on_timeout();
+                Timer::Suspect => {
+                    self.on_suspect_timeout(now);
+                    true
                 }
+                Timer::Retransmit => self.on_retransmit_timeout(now),
+                // Their due work waits in the core's ready queue or removal check.
+                Timer::Coalesce | Timer::Linger => true,
+            };
+            if !go_on {
+                return;
             }
         }
     }
 
-    /// Keepalive and idle reaping; `true` when the stream ended here.
-    pub(super) fn liveness_timeout(&mut self, now: Instant) -> bool {
-        if self.reaped || self.write_error.is_some() {
+    /// The network may have received SURBs meanwhile (its own top-up requests do not
+    /// pass through us): look at the stock again. A stream in the peer's queue of
+    /// waiters stays blocked (the core releases it in turn); the timer only makes the
+    /// driver look at the stock again.
+    fn on_surb_retry(&mut self, now: Instant) {
+        self.surb_wait = match self.surb_wait {
+            SurbWait::Queued { .. } => SurbWait::Queued { since: now },
+            _ => SurbWait::Ready,
+        };
+    }
+
+    /// The `Open` went unanswered for an RTO: send it again, or give up. `false` when
+    /// the stream failed.
+    fn on_open_timeout(&mut self, now: Instant) -> bool {
+        let Handshake::Opening { tries, .. } = self.handshake else {
+            return true;
+        };
+        if tries >= self.transmission_limit(now) {
+            self.fail_timeout(Timeout::OpenUnanswered);
             return false;
         }
-        if self.idle_deadline().is_some_and(|d| d <= now) {
-            self.reap();
-            return true;
-        }
-        if self.keepalive_due_at().is_some_and(|t| t <= now) {
-            if self.pings_outstanding >= self.settings.keepalive_max_missed {
-                self.fail_timeout("the peer answered none of the keepalive pings");
-                return true;
+        self.rtt.on_timeout();
+        self.pending_ctl.open = true;
+        true
+    }
+
+    /// Frames SACKed past that reached their deadline still unacknowledged are resent.
+    fn on_suspect_timeout(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        self.suspects.retain(|&(seq, at)| {
+            if at <= now {
+                due.push(seq);
             }
-            self.pending_ctl.ping = true;
-            self.pings_outstanding += 1;
-            if self.credit_blocked() {
-                // A zero-credit probe: the next one waits twice as long.
-                self.probes = self.probes.saturating_add(1);
-                self.last_probe = Some(now);
+            at > now
+        });
+        for seq in due {
+            if self.send_buf.get(seq).is_some() && !self.retransmit_queue.contains(&seq) {
+                self.retransmit_queue.push_back(seq);
             }
         }
-        false
+    }
+
+    /// The retransmission timeout. Like TCP, it resends only the oldest expired frame
+    /// and backs off: acks delayed in the mixnet (or by a SURB shortage at the peer)
+    /// must not trigger a resend of the whole window. Real holes behind it are repaired
+    /// by SACK-driven fast retransmit. `false` when the stream failed.
+    fn on_retransmit_timeout(&mut self, now: Instant) -> bool {
+        let rto = self.rtt.rto();
+        let oldest = self
+            .send_buf
+            .expired(now - rto)
+            .into_iter()
+            .min_by_key(|s| s.distance_from(self.send_buf.oldest_unacked().map_or(*s, |o| o.0)));
+        if let Some(seq) = oldest {
+            // `max_retransmits` counts transmissions (as for the Open).
+            let sent = self.send_buf.retransmits(seq).unwrap_or(0) + 1;
+            if sent >= self.transmission_limit(now) {
+                self.fail_timeout(Timeout::Retransmissions);
+                return false;
+            }
+            self.retransmit_queue.push_back(seq);
+        }
+        self.recovery_point = Some(now);
+        self.rtt.on_timeout();
+        true
+    }
+
+    /// A keepalive (or zero-credit probe) is due: ping, or give up after too many
+    /// unanswered. `false` when the stream failed.
+    fn on_keepalive_timeout(&mut self, now: Instant) -> bool {
+        if self.pings_outstanding >= self.settings.keepalive_max_missed {
+            self.fail_timeout(Timeout::Keepalive);
+            return false;
+        }
+        self.pending_ctl.ping = true;
+        self.pings_outstanding += 1;
+        if self.credit_blocked() {
+            // A zero-credit probe: the next one waits twice as long.
+            self.probes = self.probes.saturating_add(1);
+            self.last_probe = Some(now);
+        }
+        true
     }
 
     /// Transmissions of one frame (or of the Open) before the stream gives up:
@@ -175,10 +196,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// When the next keepalive ping is due, for established streams whose read side
     /// is still open.
     pub(super) fn keepalive_due_at(&self) -> Option<Instant> {
-        if !self.established || self.reset.is_some() || self.reaped || self.pending_ctl.ping {
+        if !self.is_established() || !self.teardown.is_live() || self.pending_ctl.ping {
             return None;
         }
-        if self.read_end.is_some() && self.write_done {
+        if self.recv_state.is_done() && self.send_state.is_done() {
             return None;
         }
         // A writer stuck on zero credit probes sooner (like TCP's persist timer): the
@@ -226,7 +247,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
 
     /// Whether the idle timeout reaped this stream.
     pub(crate) fn is_reaped(&self) -> bool {
-        self.reaped
+        self.teardown == Teardown::Reaped
     }
 
     /// The idle timeout expired: writes fail; reads end with `Ok(0)` after the bytes
@@ -245,63 +266,42 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// Ends the stream as reaped without telling the peer (it told us, or it will
     /// reap on its own).
     pub(super) fn reap_quietly(&mut self, by_peer: bool) {
-        self.reaped = true;
+        self.teardown = Teardown::Reaped;
         let unacked = self.send_outstanding();
         if unacked > 0 {
             // Bytes we wrote may not have arrived: never let that look like a clean end.
-            let who = if by_peer { "the peer" } else { "we" };
-            let msg = format!(
-                "stream {}: {who} reaped the stream as idle while {unacked} written bytes were \
-                 not yet acknowledged; they may not have arrived; open a new stream and resend",
-                self.id
-            );
-            self.write_error = Some((io::ErrorKind::TimedOut, msg.clone()));
-            if self.read_end.is_none() {
-                self.read_end = Some(ReadEnd::Failed(io::ErrorKind::TimedOut, msg));
-            }
-            self.abandon_send();
+            let failure = Failure::Reaped(Reap::Unacknowledged {
+                by_peer,
+                bytes: unacked,
+            });
+            self.fail_read(failure);
+            self.stop_sending(failure);
             self.wake_all();
             return;
         }
-        if self.read_end.is_none() {
-            // Ok(0) only where a clean end is all anyone could know: a reference peer
-            // has no FIN, so the reference's Ok(0) is kept for it. An extended peer that
-            // never sent its FIN may still have had bytes to send (starved of SURBs,
-            // say): its reads end with an error, never a silent cut. So do reads with a
-            // known gap in the reorder buffer.
-            let unfinished = self.peer_kind == PeerKind::Extended;
-            self.read_end = Some(if self.reorder.is_empty() && !unfinished {
-                ReadEnd::Eof
+        // Ok(0) only where a clean end is all anyone could know: a reference peer has
+        // no FIN, so the reference's Ok(0) is kept for it. An extended peer that never
+        // sent its FIN may still have had bytes to send (starved of SURBs, say): its
+        // reads end with an error, never a silent cut. So do reads with a known gap in
+        // the reorder buffer.
+        let unfinished = self.peer_kind == PeerKind::Extended || !self.reorder.is_empty();
+        let idle = self.settings.idle_timeout;
+        if self.recv_state == RecvState::Receiving {
+            self.recv_state = if unfinished {
+                RecvState::Failed(Failure::Reaped(Reap::Unfinished { idle }))
             } else {
-                ReadEnd::Failed(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "stream {}: reaped after {:?} without data before the peer finished \
-                         sending; what was read so far may be incomplete",
-                        self.id, self.settings.idle_timeout
-                    ),
-                )
-            });
+                RecvState::Finished
+            };
         }
-        self.write_error = Some((
-            io::ErrorKind::BrokenPipe,
-            format!(
-                "stream {}: reaped after {:?} without data; open a new stream",
-                self.id, self.settings.idle_timeout
-            ),
-        ));
-        self.abandon_send();
+        self.stop_sending(Failure::Reaped(Reap::Idle { idle }));
         self.wake_all();
     }
 
-    pub(super) fn fail_timeout(&mut self, why: &str) {
-        tracing::debug!(why, "stream timed out");
-        let msg = format!("stream {}: {why}; the peer is unreachable or gone", self.id);
-        self.write_error = Some((io::ErrorKind::TimedOut, msg.clone()));
-        if self.read_end.is_none() {
-            self.read_end = Some(ReadEnd::Failed(io::ErrorKind::TimedOut, msg));
-        }
-        self.abandon_send();
+    pub(super) fn fail_timeout(&mut self, why: Timeout) {
+        tracing::debug!(?why, "stream timed out");
+        self.teardown = Teardown::TimedOut;
+        self.fail_read(Failure::TimedOut(why));
+        self.stop_sending(Failure::TimedOut(why));
         self.wake_all();
     }
 

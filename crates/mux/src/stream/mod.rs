@@ -1,7 +1,8 @@
 //! The state machine of one stream: both directions, acknowledgements, credit,
 //! retransmission, close and reset. No I/O and no clock: time is passed in.
 //!
-//! The state and its constructors live here; the behaviour is split by concern:
+//! The state and its constructors live here, the explicit lifecycle states in
+//! [`state`] and the timers in [`timer`]; the behaviour is split by concern:
 //! [`send`], [`recv`], [`ack`], [`liveness`], [`surb`] and [`transmit`].
 
 mod ack;
@@ -9,11 +10,14 @@ mod liveness;
 mod recv;
 mod send;
 mod settings;
+mod state;
 mod surb;
+#[cfg(test)]
+mod tests;
+mod timer;
 mod transmit;
 
 use std::collections::VecDeque;
-use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,12 +27,15 @@ use lp_frame::{MessageType, StreamHeader, StreamId};
 use reorder::{InsertOutcome, ReorderBuffer, ReorderConfig, SendBuffer, SendConfig, Seq, SeqRange};
 
 use crate::config::MuxConfig;
-use crate::error::StreamError;
+use crate::core::{Read, Write};
+use crate::error::{Failure, Operation, Overrun, Reap, StreamError, Timeout};
 use crate::metrics::StreamMetrics;
 use crate::rtt::RttEstimator;
 use crate::segment::Segment;
 use crate::transport::Destination;
 pub(crate) use settings::StreamSettings;
+use state::{AckDue, Handshake, RecvState, SendState, SurbWait, Teardown, Wakes};
+use timer::{Timer, TimerTable};
 
 /// Credit an extended sender may use before the receiver's first acknowledgement.
 /// Every extended receiver must accept at least this much (see docs/PROTOCOL.md).
@@ -50,48 +57,6 @@ pub(crate) enum PeerKind {
     Extended,
     /// Reference format only.
     Legacy,
-}
-
-/// Outcome of an application write.
-#[derive(Debug)]
-pub(crate) enum WriteOutcome {
-    /// This many bytes were taken.
-    Accepted(usize),
-    /// No room (credit or send buffer): wait for a writable event.
-    Blocked,
-    /// The write side cannot take bytes any more.
-    Failed(io::Error),
-}
-
-/// Outcome of an application read.
-#[derive(Debug)]
-pub(crate) enum ReadOutcome {
-    /// This many bytes were copied.
-    Data(usize),
-    /// End of stream.
-    Eof,
-    /// Nothing yet: wait for a readable event.
-    Pending,
-    /// The read side failed.
-    Failed(io::Error),
-}
-
-/// How the read side ended (after every byte before it was delivered).
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum ReadEnd {
-    /// Clean FIN.
-    Eof,
-    /// The peer dropped its write side without shutdown.
-    Aborted(u32),
-    /// A failure detected by us, delivered in order.
-    Failed(io::ErrorKind, String),
-}
-
-/// A reset, from either side.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct ResetInfo {
-    by_peer: bool,
-    code: u32,
 }
 
 /// Control frames a stream owes its peer, sent before any data (in this order: Reset,
@@ -129,12 +94,16 @@ pub(crate) struct StreamState<A, T> {
     frame_payload: usize,
     legacy_limit: u64,
 
-    // Opening.
-    established: bool,
+    // Lifecycle: one explicit state each (see `state`).
+    handshake: Handshake,
+    send_state: SendState,
+    recv_state: RecvState,
+    teardown: Teardown,
     /// Control frames waiting to go (one struct, like quinn's pending retransmits).
     pending_ctl: PendingControl,
-    open_sent_at: Option<Instant>,
-    open_tries: u32,
+    /// A local reset made before the peer showed its capability: sent only if its
+    /// `OpenAck` shows the extension.
+    deferred_reset: Option<u32>,
 
     // Send direction.
     pending: BytesMut,
@@ -150,12 +119,6 @@ pub(crate) struct StreamState<A, T> {
     suspects: Vec<(Seq, Instant)>,
     send_offset: u64,
     peer_max_data: u64,
-    shutdown_requested: bool,
-    abort_code: Option<u32>,
-    fin_seq: Option<Seq>,
-    write_done: bool,
-    /// Every written byte and the FIN were acknowledged (or, to a reference peer, sent).
-    all_acked: bool,
 
     // Receive direction.
     reorder: ReorderBuffer<Segment>,
@@ -167,19 +130,8 @@ pub(crate) struct StreamState<A, T> {
     advertised_max: u64,
     /// Stream bytes received in order so far (read, queued or discarded).
     recv_offset: u64,
-    read_end: Option<ReadEnd>,
-    discard_reads: bool,
-    ack_pending: bool,
-    ack_now: bool,
-    ack_deadline: Option<Instant>,
+    ack_due: AckDue,
     frames_since_ack: u32,
-
-    // Abort.
-    reset: Option<ResetInfo>,
-    /// A local reset made before the peer showed its capability: sent only if its
-    /// `OpenAck` shows the extension.
-    deferred_reset: Option<u32>,
-    write_error: Option<(io::ErrorKind, String)>,
 
     // Surb policy, opener side: SURBs the replier asked for and not sent yet, SURBs
     // sent, and frames received (each consumed at least one SURB at the replier).
@@ -201,11 +153,8 @@ pub(crate) struct StreamState<A, T> {
     surbs_asked: u16,
     replies_since_ask: u16,
     last_ask_at: Option<Instant>,
-    // Replier side: when payload last had to wait for reply SURBs (see `surb_starved`).
-    surb_blocked_at: Option<Instant>,
-    /// Listener side: the stream waits in its peer's queue of SURB waiters (the core
-    /// releases the queue in order as the stock allows, so streams take turns).
-    pub(crate) in_surb_wait: bool,
+    /// Replier side: whether payload waits for reply SURBs (see `surb_starved`).
+    pub(crate) surb_wait: SurbWait,
 
     // Liveness.
     last_recv: Instant,
@@ -218,29 +167,17 @@ pub(crate) struct StreamState<A, T> {
     /// before timers fire (see [`Self::heard_at`]).
     pub(crate) peer_heard: Option<Instant>,
     next_ping_nonce: u32,
-    reaped: bool,
 
     // Life.
     rtt: RttEstimator,
-    pub(crate) read_handle: bool,
-    pub(crate) write_handle: bool,
+    /// Whether the application still holds the read half of its handle.
+    read_handle: bool,
+    /// Whether the application still holds the write half of its handle.
+    write_handle: bool,
     finished_at: Option<Instant>,
     pub(crate) last_activity: Instant,
-    wake_read: bool,
-    wake_write: bool,
-    wake_established: bool,
+    wakes: Wakes,
     pub(crate) metrics: StreamMetrics,
-    /// The deadline this stream is registered under in the core's timer heap.
-    pub(crate) scheduled: Option<Instant>,
-    /// Whether the stream sits in the core's ready queue.
-    pub(crate) in_ready: bool,
-    /// Whether the stream counts against the core's limit on unacknowledged opens.
-    pub(crate) pending_open: bool,
-    /// Credit this stream holds in its peer's connection window, as last counted by
-    /// the core (see [`Self::credit_held`]).
-    pub(crate) counted_credit: u32,
-    /// Inbound bytes this stream holds, as last counted by the core.
-    pub(crate) counted_inbound: u32,
     /// How much more credit the peer's connection window allows now; set by the core
     /// before each transmit, read when an ack is built.
     pub(crate) credit_room: u64,
@@ -280,10 +217,12 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             settings: Arc::clone(settings),
             frame_payload: cfg.frame_payload(),
             legacy_limit,
-            established: false,
+            handshake: Handshake::Established,
+            send_state: SendState::Open,
+            recv_state: RecvState::Receiving,
+            teardown: Teardown::Live,
             pending_ctl: PendingControl::default(),
-            open_sent_at: None,
-            open_tries: 0,
+            deferred_reset: None,
             pending: BytesMut::new(),
             pending_since: None,
             flush_requested: false,
@@ -294,26 +233,14 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             suspects: Vec::new(),
             send_offset: 0,
             peer_max_data: 0,
-            shutdown_requested: false,
-            abort_code: None,
-            fin_seq: None,
-            write_done: false,
-            all_acked: false,
             reorder: ReorderBuffer::new(Seq::new(cfg.first_seq), reorder_cfg),
             recv_queue: VecDeque::new(),
             recv_queued: 0,
             consumed: 0,
             advertised_max: INITIAL_CREDIT,
             recv_offset: 0,
-            read_end: None,
-            discard_reads: false,
-            ack_pending: false,
-            ack_now: false,
-            ack_deadline: None,
+            ack_due: AckDue::Nothing,
             frames_since_ack: 0,
-            reset: None,
-            deferred_reset: None,
-            write_error: None,
             surbs_owed: 0,
             surbs_sent: 0,
             replies_seen: 0,
@@ -324,8 +251,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             surbs_asked: 0,
             replies_since_ask: 0,
             last_ask_at: None,
-            surb_blocked_at: None,
-            in_surb_wait: false,
+            surb_wait: SurbWait::Ready,
             last_recv: now,
             last_data: now,
             pings_outstanding: 0,
@@ -333,21 +259,13 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             last_probe: None,
             peer_heard: None,
             next_ping_nonce: 1,
-            reaped: false,
             rtt,
             read_handle: true,
             write_handle: true,
             finished_at: None,
             last_activity: now,
-            wake_read: false,
-            wake_write: false,
-            wake_established: false,
+            wakes: Wakes::default(),
             metrics: StreamMetrics::default(),
-            scheduled: None,
-            in_ready: false,
-            pending_open: false,
-            counted_credit: 0,
-            counted_inbound: 0,
             credit_room: u64::MAX,
         };
         s.peer_max_data = s.initial_credit();
@@ -371,8 +289,11 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         let mut s = Self::new(id, Destination::Address(to), kind, now, cfg, settings);
         s.frame_payload = (s.frame_payload - crate::config::ANONYMOUS_EXTRA).max(64);
         s.fixed_surbs = fixed_surbs;
+        s.handshake = Handshake::Opening {
+            sent_at: None,
+            tries: 0,
+        };
         s.pending_ctl.open = true;
-        s.pending_open = true;
         s
     }
 
@@ -391,7 +312,6 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             PeerKind::Legacy
         };
         let mut s = Self::new(id, Destination::Reply(tag), kind, now, cfg, settings);
-        s.established = true;
         s.pending_ctl.open_ack = true;
         s
     }
@@ -420,7 +340,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// what is still buffered once the peer's direction ended.
     pub(crate) fn credit_held(&self) -> u64 {
         let buffered = self.inbound_bytes() as u64;
-        if self.reset.is_some() || self.read_end.is_some() || self.reaped {
+        if self.recv_state.is_done() {
             return buffered;
         }
         let promised = if self.peer_kind == PeerKind::Legacy {
@@ -446,20 +366,42 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     }
 
     pub(crate) fn is_established(&self) -> bool {
-        self.established
+        self.handshake == Handshake::Established
+    }
+
+    /// Marks the handshake done (the peer answered); wakes whoever waits for it.
+    fn establish(&mut self) {
+        if !self.is_established() {
+            self.handshake = Handshake::Established;
+            self.wakes.established = true;
+        }
+    }
+
+    /// A typed error for this stream.
+    fn error(&self, op: Operation, failure: Failure) -> StreamError {
+        StreamError::new(Some(self.id), op, failure)
+    }
+
+    /// Why the stream as a whole failed, if it did: its reset, or the failure its
+    /// directions report.
+    fn stream_failure(&self) -> Option<Failure> {
+        match self.teardown {
+            Teardown::Live => None,
+            Teardown::Reset { code, by_peer } => Some(Failure::Reset { code, by_peer }),
+            Teardown::TimedOut | Teardown::Reaped => match (self.send_state, self.recv_state) {
+                (SendState::Stopped(f), _) | (_, RecvState::Failed(f)) => Some(f),
+                _ => None,
+            },
+        }
     }
 
     /// The error `wait_established` reports, if the stream died before establishment.
-    pub(crate) fn establish_error(&self) -> Option<io::Error> {
-        if self.established {
+    pub(crate) fn establish_error(&self) -> Option<StreamError> {
+        if self.is_established() {
             return None;
         }
-        if let Some(r) = self.reset {
-            return Some(reset_error(r, "establishing"));
-        }
-        self.write_error
-            .as_ref()
-            .map(|(k, m)| StreamError::io(*k, None, m.clone()))
+        self.stream_failure()
+            .map(|f| self.error(Operation::Establish, f))
     }
 
     pub(crate) fn metrics(&self) -> StreamMetrics {
@@ -474,17 +416,33 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     }
 
     pub(crate) fn take_wakes(&mut self) -> (bool, bool, bool) {
-        let w = (self.wake_read, self.wake_write, self.wake_established);
-        self.wake_read = false;
-        self.wake_write = false;
-        self.wake_established = false;
-        w
+        let w = std::mem::take(&mut self.wakes);
+        (w.read, w.write, w.established)
     }
 
     fn wake_all(&mut self) {
-        self.wake_read = true;
-        self.wake_write = true;
-        self.wake_established = true;
+        self.wakes = Wakes::ALL;
+    }
+
+    /// The stream is reset (by us, or by the peer when `by_peer`): the send direction
+    /// stops unless it had finished, the receive direction is reset unless the peer's
+    /// direction had already ended in order when the peer reset (then every byte it
+    /// wrote stays readable), and everything else held goes.
+    fn enter_reset(&mut self, code: u32, by_peer: bool) {
+        self.teardown = Teardown::Reset { code, by_peer };
+        if self.send_state != SendState::Finished {
+            self.send_state = SendState::Stopped(Failure::Reset { code, by_peer });
+        }
+        let keep_reads = by_peer && self.recv_state.is_done();
+        let kept = keep_reads.then(|| (std::mem::take(&mut self.recv_queue), self.recv_queued));
+        if !keep_reads {
+            self.recv_state = RecvState::Reset { code, by_peer };
+        }
+        self.discard_all();
+        if let Some((queue, queued)) = kept {
+            self.recv_queue = queue;
+            self.recv_queued = queued;
+        }
     }
 
     // ----- application actions -------------------------------------------------
@@ -498,7 +456,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.read_handle || self.write_handle {
             return false;
         }
-        if self.reset.is_some() {
+        if self.teardown.is_reset() {
             if self.deferred_reset.is_some() {
                 // Wait a linger for the OpenAck that decides whether the peer hears of
                 // the reset; a peer that never answers has nothing to hear.
@@ -507,22 +465,16 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             }
             return self.pending_ctl.reset.is_none();
         }
-        let write_finished = self.write_done;
-        let read_finished = self.read_end.is_some()
-            || self.peer_kind == PeerKind::Legacy
-            || (self.discard_reads && write_finished);
-        if !(write_finished && read_finished) || self.wants_transmit(now) {
+        // Removal waits for the send direction to finish (or stop) and its last frames
+        // to go; the receive direction needs no reader any more.
+        if !self.send_state.is_done() || self.wants_transmit(now) {
             return false;
         }
-        if self.read_end.is_none() && self.extended() {
+        if !self.recv_state.is_done() && self.extended() {
             // We stop reading but the peer may still write: tell it to stop. Nobody reads
             // or resends any more, so everything held goes (suspect timers included).
             self.pending_ctl.reset = Some(reset_code::CANCELLED);
-            self.reset = Some(ResetInfo {
-                by_peer: false,
-                code: reset_code::CANCELLED,
-            });
-            self.discard_all();
+            self.enter_reset(reset_code::CANCELLED, false);
             return false;
         }
         if !self.extended() {
@@ -533,28 +485,6 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     }
 }
 
-fn reset_error(r: ResetInfo, doing: &str) -> io::Error {
-    if r.by_peer {
-        StreamError::io(
-            io::ErrorKind::ConnectionReset,
-            Some(r.code),
-            format!(
-                "the peer reset the stream (code {}) while we were {doing}",
-                r.code
-            ),
-        )
-    } else {
-        StreamError::io(
-            io::ErrorKind::ConnectionAborted,
-            Some(r.code),
-            format!(
-                "the stream was reset locally (code {}); open a new stream",
-                r.code
-            ),
-        )
-    }
-}
-
 #[cfg(test)]
 mod size_tests {
     use super::*;
@@ -562,7 +492,7 @@ mod size_tests {
     /// An idle stream's memory is mostly this struct (its buffers allocate nothing
     /// while empty); the table boxes it, so hash-map slack does not multiply it.
     /// Guard against it creeping up: the per-stream budget is 2 KiB. (1,280 bytes before
-    /// the shared settings moved out of it.)
+    /// the shared settings moved out of it, 1,160 before the explicit states.)
     #[test]
     fn stream_state_stays_small() {
         let size = std::mem::size_of::<StreamState<[u8; 32], [u8; 16]>>();

@@ -3,12 +3,12 @@
 use super::*;
 
 impl<A: Copy, T: Copy> StreamState<A, T> {
-    pub(crate) fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
-        if let Some(r) = self.reset.filter(|_| !self.reads_survive_reset()) {
-            return ReadOutcome::Failed(reset_error(r, "reading"));
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> Read {
+        if let RecvState::Reset { code, by_peer } = self.recv_state {
+            return Read::Failed(self.error(Operation::Read, Failure::Reset { code, by_peer }));
         }
         if buf.is_empty() {
-            return ReadOutcome::Data(0);
+            return Read::Data(0);
         }
         let mut n = 0;
         while n < buf.len() {
@@ -25,41 +25,36 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         }
         if n > 0 {
             self.on_consumed(n);
-            return ReadOutcome::Data(n);
+            return Read::Data(n);
         }
         self.read_end_outcome()
     }
 
     /// One chunk as it arrived (for `recv()`).
-    pub(crate) fn read_chunk(&mut self) -> Result<Option<Bytes>, ReadOutcome> {
-        if let Some(r) = self.reset.filter(|_| !self.reads_survive_reset()) {
-            return Err(ReadOutcome::Failed(reset_error(r, "reading")));
+    pub(crate) fn read_chunk(&mut self) -> Result<Option<Bytes>, Read> {
+        if let RecvState::Reset { code, by_peer } = self.recv_state {
+            return Err(Read::Failed(
+                self.error(Operation::Read, Failure::Reset { code, by_peer }),
+            ));
         }
         if let Some(chunk) = self.recv_queue.pop_front() {
             self.on_consumed(chunk.len());
             return Ok(Some(chunk));
         }
         match self.read_end_outcome() {
-            ReadOutcome::Eof => Ok(None),
+            Read::Eof => Ok(None),
             other => Err(other),
         }
     }
 
-    pub(super) fn read_end_outcome(&self) -> ReadOutcome {
-        match &self.read_end {
-            None => ReadOutcome::Pending,
-            Some(ReadEnd::Eof) => ReadOutcome::Eof,
-            Some(ReadEnd::Aborted(code)) => ReadOutcome::Failed(StreamError::io(
-                io::ErrorKind::ConnectionAborted,
-                Some(*code),
-                format!(
-                    "stream {}: the peer dropped its end without shutting it down (code {code}); \
-                     every byte it wrote was delivered, but the data may be incomplete",
-                    self.id
-                ),
-            )),
-            Some(ReadEnd::Failed(kind, msg)) => {
-                ReadOutcome::Failed(StreamError::io(*kind, None, msg.clone()))
+    /// What a read returns once the queue is empty.
+    pub(super) fn read_end_outcome(&self) -> Read {
+        match self.recv_state {
+            RecvState::Receiving => Read::Pending,
+            RecvState::Finished => Read::Eof,
+            RecvState::Failed(f) => Read::Failed(self.error(Operation::Read, f)),
+            RecvState::Reset { code, by_peer } => {
+                Read::Failed(self.error(Operation::Read, Failure::Reset { code, by_peer }))
             }
         }
     }
@@ -73,8 +68,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.extended()
             && new_max.saturating_sub(self.advertised_max) >= self.settings.window / 2
         {
-            self.ack_pending = true;
-            self.ack_now = true;
+            self.ack_due = AckDue::Now;
         }
     }
 
@@ -82,16 +76,11 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     pub(crate) fn drop_handle(&mut self, read: bool, write: bool) {
         if write && self.write_handle {
             self.write_handle = false;
-            if !self.shutdown_requested && self.reset.is_none() && self.write_error.is_none() {
-                // Abortive close ordered after the data: everything written is still
-                // delivered, then the peer's read fails instead of seeing EOF.
-                self.shutdown_requested = true;
-                self.abort_code = Some(reset_code::CANCELLED);
-            }
+            self.drop_write_handle();
         }
         if read && self.read_handle {
+            // From now on, what arrives is acknowledged and dropped.
             self.read_handle = false;
-            self.discard_reads = true;
             let dropped = self.recv_queued;
             self.recv_queue.clear();
             self.recv_queued = 0;
@@ -124,14 +113,14 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         }
         // The opener's message may have brought SURBs (a stream in the peer's queue
         // of SURB waiters waits for its turn instead: the core releases it).
-        if !self.in_surb_wait {
-            self.surb_blocked_at = None;
+        if let SurbWait::Blocked { .. } = self.surb_wait {
+            self.surb_wait = SurbWait::Ready;
         }
-        if self.reaped && self.reset.is_none() {
+        if self.teardown == Teardown::Reaped {
             self.on_frame_after_reap(header);
             return;
         }
-        if self.reset.is_some() {
+        if self.teardown.is_reset() {
             if header.msg_type == MessageType::OpenAck {
                 if let Some(code) = self.deferred_reset.take() {
                     if header.reserved & ext::CAP_EXTENDED != 0 {
@@ -153,11 +142,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             }
             MessageType::OpenAck => self.on_open_ack(header.reserved, now),
             MessageType::Data | MessageType::Close => {
-                if self.is_outbound() && !self.established {
+                if self.is_outbound() {
                     // Data from the listener proves it saw our Open; the OpenAck
                     // (which tells us its capabilities) may still be on its way.
-                    self.established = true;
-                    self.wake_established = true;
+                    self.establish();
                 }
                 let mut body = payload;
                 if header.reserved & ext::FLAG_ACK != 0 && self.local_extended {
@@ -192,9 +180,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 // A peer that pings has heard nothing from us for a while: it may be
                 // blocked on credit whose window update was lost, which nothing else
                 // repeats. Answer with our current acknowledgement and window too.
-                if self.extended() && self.read_end.is_none() {
-                    self.ack_pending = true;
-                    self.ack_now = true;
+                if self.extended() && !self.recv_state.is_done() {
+                    self.ack_due = AckDue::Now;
                 }
             }
             MessageType::Pong => {}
@@ -211,11 +198,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 if self.local_extended {
                     match Ack::parse(&payload) {
                         Ok((ack, _)) => {
-                            if self.is_outbound() && !self.established {
+                            if self.is_outbound() {
                                 // Only a listener that has the stream acks it: as good as
                                 // its OpenAck for establishment (PROTOCOL.md §7.2).
-                                self.established = true;
-                                self.wake_established = true;
+                                self.establish();
                             }
                             self.on_ack(&ack, now)
                         }
@@ -235,16 +221,9 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if !new_data {
             return;
         }
-        if self.read_end == Some(ReadEnd::Eof) {
-            self.read_end = Some(ReadEnd::Failed(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "stream {}: reaped as idle while the peer was still writing; \
-                     the bytes it sent after the reap were discarded",
-                    self.id
-                ),
-            ));
-            self.wake_read = true;
+        if self.recv_state == RecvState::Finished {
+            self.recv_state = RecvState::Failed(Failure::Reaped(Reap::WrittenAfter));
+            self.wakes.read = true;
         }
         if self.extended() {
             self.pending_ctl.reset = Some(reset_code::IDLE_TIMEOUT);
@@ -262,10 +241,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 self.become_legacy();
             }
         }
-        if !self.established {
-            self.established = true;
-            self.wake_established = true;
-        }
+        self.establish();
         self.pending_ctl.open = false;
     }
 
@@ -283,7 +259,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         self.release_sent();
         self.retransmit_queue.clear();
         self.peer_max_data = u64::MAX;
-        self.wake_write = true;
+        self.wakes.write = true;
     }
 
     /// Most inbound bytes (reorder buffer plus unread) this stream holds: the window for
@@ -303,11 +279,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         let slack = self.frame_payload;
         if len > 0 && (len > budget || self.inbound_bytes() + len > self.recv_limit() + slack) {
             self.metrics.frames_refused += 1;
-            if self.peer_kind == PeerKind::Legacy && !self.discard_reads {
-                self.fail_read(
-                    io::ErrorKind::InvalidData,
-                    "the peer sent more than the receive buffer holds and cannot retransmit",
-                );
+            if self.peer_kind == PeerKind::Legacy && self.read_handle {
+                self.fail_read(Failure::Overrun(Overrun::Buffer));
             }
             return;
         }
@@ -332,17 +305,14 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             InsertOutcome::BeyondWindow | InsertOutcome::OverCapacity => {
                 self.metrics.frames_refused += 1;
                 if self.peer_kind == PeerKind::Legacy {
-                    self.fail_read(
-                        io::ErrorKind::InvalidData,
-                        "a gap in the peer's sequence numbers outgrew the reorder buffer; \
-                         a reference peer does not retransmit, so the stream cannot continue",
-                    );
+                    self.fail_read(Failure::Overrun(Overrun::Gap));
                 }
             }
         }
     }
 
     pub(super) fn drain_in_order(&mut self, now: Instant) {
+        let mut urgent = false;
         while let Some((_, seg)) = self.reorder.pop() {
             self.frames_since_ack += 1;
             match seg {
@@ -351,23 +321,23 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                         continue;
                     }
                     self.recv_offset += b.len() as u64;
-                    if self.discard_reads {
-                        self.consumed += b.len() as u64;
-                    } else {
+                    if self.read_handle {
                         self.recv_queued += b.len();
                         self.recv_queue.push_back(b);
+                    } else {
+                        self.consumed += b.len() as u64;
                     }
-                    self.wake_read = true;
+                    self.wakes.read = true;
                 }
                 Segment::Fin(code) => {
-                    if self.read_end.is_none() {
-                        self.read_end = Some(match code {
-                            None => ReadEnd::Eof,
-                            Some(c) => ReadEnd::Aborted(c),
-                        });
+                    if self.recv_state == RecvState::Receiving {
+                        self.recv_state = match code {
+                            None => RecvState::Finished,
+                            Some(code) => RecvState::Failed(Failure::Aborted { code }),
+                        };
                     }
-                    self.wake_read = true;
-                    self.ack_now = true;
+                    self.wakes.read = true;
+                    urgent = true;
                 }
             }
         }
@@ -375,53 +345,43 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         // believes in, so it will stall without an ack (e.g. before our first ack,
         // when it only has INITIAL_CREDIT). Ack now instead of after the delay.
         if self.recv_offset + self.settings.window / 4 >= self.advertised_max {
-            self.ack_now = true;
+            urgent = true;
         }
-        self.schedule_ack(now);
+        self.schedule_ack_at(now, urgent);
     }
 
+    /// An acknowledgement is owed: after the ack delay, or at once every `ack_every`
+    /// frames.
     pub(super) fn schedule_ack(&mut self, now: Instant) {
-        if self.extended() || self.peer_kind == PeerKind::Unknown {
-            self.ack_pending = true;
-            if self.frames_since_ack >= self.settings.ack_every {
-                self.ack_now = true;
-            } else if self.ack_deadline.is_none() {
-                self.ack_deadline = Some(now + self.settings.ack_delay);
-            }
-        }
+        self.schedule_ack_at(now, false);
     }
 
-    pub(super) fn fail_read(&mut self, kind: io::ErrorKind, why: &str) {
-        if self.read_end.is_none() {
-            self.read_end = Some(ReadEnd::Failed(kind, format!("stream {}: {why}", self.id)));
-            self.wake_read = true;
+    /// Like [`Self::schedule_ack`], at once when `urgent`.
+    pub(super) fn schedule_ack_at(&mut self, now: Instant, urgent: bool) {
+        if !(self.extended() || self.peer_kind == PeerKind::Unknown) {
+            return;
+        }
+        self.ack_due = if urgent || self.frames_since_ack >= self.settings.ack_every {
+            AckDue::Now
+        } else {
+            match self.ack_due {
+                AckDue::Nothing => AckDue::At(now + self.settings.ack_delay),
+                due => due,
+            }
+        };
+    }
+
+    /// The receive direction fails after the bytes queued so far.
+    pub(super) fn fail_read(&mut self, failure: Failure) {
+        if self.recv_state == RecvState::Receiving {
+            self.recv_state = RecvState::Failed(failure);
+            self.wakes.read = true;
         }
     }
 
     pub(super) fn on_peer_reset(&mut self, code: u32) {
         tracing::debug!(code, "reset by peer");
-        self.reset = Some(ResetInfo {
-            by_peer: true,
-            code,
-        });
-        // A peer whose direction already ended in order (its FIN was delivered, so
-        // every byte it wrote sits in our queue) resets only to stop our direction,
-        // e.g. after dropping its handle: those bytes stay readable.
-        let kept = self
-            .read_end
-            .is_some()
-            .then(|| (std::mem::take(&mut self.recv_queue), self.recv_queued));
-        self.discard_all();
-        if let Some((queue, queued)) = kept {
-            self.recv_queue = queue;
-            self.recv_queued = queued;
-        }
+        self.enter_reset(code, true);
         self.wake_all();
-    }
-
-    /// Whether reads still deliver after a reset: only when the peer reset the stream
-    /// after its direction had ended in order (see [`Self::on_peer_reset`]).
-    pub(super) fn reads_survive_reset(&self) -> bool {
-        self.reset.is_some_and(|r| r.by_peer) && self.read_end.is_some()
     }
 }

@@ -3,61 +3,36 @@
 use super::*;
 
 impl<A: Copy, T: Copy> StreamState<A, T> {
-    /// The error the write side reports once it was reset or failed; `None` while it
-    /// works or after it finished cleanly.
-    pub(crate) fn send_error(&self) -> Option<io::Error> {
-        if self.all_acked {
-            // Everything arrived: a later reset or failure lost nothing we wrote.
-            return None;
+    /// The failure the write side reports once it was reset or failed; `None` while it
+    /// works or after it finished cleanly (a later failure lost nothing we wrote).
+    pub(crate) fn send_error(&self) -> Option<StreamError> {
+        match self.send_state {
+            SendState::Stopped(f) => Some(self.error(Operation::Write, f)),
+            _ => None,
         }
-        if let Some(r) = self.reset {
-            return Some(if r.by_peer {
-                StreamError::io(
-                    io::ErrorKind::BrokenPipe,
-                    Some(r.code),
-                    format!(
-                        "stream {} was reset by the peer (code {}); open a new stream",
-                        self.id, r.code
-                    ),
-                )
-            } else {
-                reset_error(r, "writing")
-            });
-        }
-        self.write_error
-            .as_ref()
-            .map(|(kind, msg)| StreamError::io(*kind, None, msg.clone()))
     }
 
     /// Whether every written byte and the FIN were acknowledged by the peer (for a
     /// reference peer, which never acknowledges: sent). `Err` when the write side was
     /// reset or failed first.
-    pub(crate) fn send_finished(&self) -> Result<bool, io::Error> {
-        if self.all_acked {
-            return Ok(true);
-        }
-        match self.send_error() {
-            Some(e) => Err(e),
-            None => Ok(false),
+    pub(crate) fn send_finished(&self) -> Result<bool, StreamError> {
+        match self.send_state {
+            SendState::Finished => Ok(true),
+            SendState::Stopped(f) => Err(self.error(Operation::Write, f)),
+            _ => Ok(false),
         }
     }
 
-    pub(crate) fn write(&mut self, data: &[u8], now: Instant) -> WriteOutcome {
-        if let Some(e) = self.send_error() {
-            return WriteOutcome::Failed(e);
-        }
-        if self.shutdown_requested || self.fin_seq.is_some() {
-            return WriteOutcome::Failed(StreamError::io(
-                io::ErrorKind::BrokenPipe,
-                None,
-                format!(
-                    "stream {}: write after shutdown of the write side; the stream only reads now",
-                    self.id
-                ),
-            ));
+    pub(crate) fn write(&mut self, data: &[u8], now: Instant) -> Write {
+        match self.send_state {
+            SendState::Open => {}
+            SendState::Stopped(f) => return Write::Failed(self.error(Operation::Write, f)),
+            SendState::Closing { .. } | SendState::FinSent | SendState::Finished => {
+                return Write::Failed(self.error(Operation::Write, Failure::WriteAfterShutdown))
+            }
         }
         if data.is_empty() {
-            return WriteOutcome::Accepted(0);
+            return Write::Accepted(0);
         }
         let buffered = self.send_buf.unacked_bytes() + self.pending.len();
         let room = self.settings.send_limit.saturating_sub(buffered) as u64;
@@ -66,7 +41,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         let n = (data.len() as u64).min(room).min(credit) as usize;
         if n == 0 {
             self.metrics.credit_stalls += 1;
-            return WriteOutcome::Blocked;
+            return Write::Blocked;
         }
         self.pending.extend_from_slice(&data[..n]);
         self.last_data = now;
@@ -74,7 +49,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             self.pending_since = Some(now);
         }
         self.metrics.bytes_written += n as u64;
-        WriteOutcome::Accepted(n)
+        Write::Accepted(n)
     }
 
     pub(crate) fn flush(&mut self) {
@@ -83,54 +58,73 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         }
     }
 
-    /// Whether everything written so far has left the stream's coalescing buffer.
+    /// Whether everything written so far has left the stream's coalescing buffer (a
+    /// stopped direction dropped it).
     pub(crate) fn flushed(&self) -> bool {
-        self.pending.is_empty() || self.reset.is_some() || self.write_error.is_some()
+        self.pending.is_empty()
     }
 
+    /// Shuts the write side down: the FIN follows the buffered bytes.
     pub(crate) fn shutdown(&mut self) {
-        if self.reset.is_none() && self.write_error.is_none() {
-            self.shutdown_requested = true;
+        if self.send_state == SendState::Open {
+            self.send_state = SendState::Closing { abort: None };
         }
     }
 
     /// Whether the FIN went out (or, with a reference peer, the write side is over).
     pub(crate) fn shutdown_complete(&self) -> bool {
-        self.fin_seq.is_some()
-            || self.write_done
-            || self.reset.is_some()
-            || self.write_error.is_some()
+        matches!(
+            self.send_state,
+            SendState::FinSent | SendState::Finished | SendState::Stopped(_)
+        )
     }
 
+    /// The application resets the stream with a reason code.
     pub(crate) fn reset(&mut self, code: u32) {
-        if self.reset.is_some() {
+        if self.teardown.is_reset() {
             return;
         }
-        self.reset = Some(ResetInfo {
-            by_peer: false,
-            code,
-        });
-        match self.peer_kind {
+        match (self.peer_kind, self.handshake) {
             _ if !self.local_extended => {}
-            PeerKind::Extended => self.pending_ctl.reset = Some(code),
-            PeerKind::Legacy => {}
+            (PeerKind::Extended, _) => self.pending_ctl.reset = Some(code),
+            (PeerKind::Legacy, _) => {}
             // The Open never left: the peer knows nothing, so it is told nothing.
-            PeerKind::Unknown if self.pending_ctl.open || self.open_tries == 0 => {}
+            (PeerKind::Unknown, Handshake::Opening { tries: 0, .. }) => {}
+            (PeerKind::Unknown, _) if self.pending_ctl.open => {}
             // The peer may speak only the reference format, which has no Reset: wait
             // for its OpenAck to show whether it may be told (PROTOCOL.md §4).
-            PeerKind::Unknown => self.deferred_reset = Some(code),
+            (PeerKind::Unknown, _) => self.deferred_reset = Some(code),
         }
-        self.discard_all();
+        self.enter_reset(code, false);
         self.wake_all();
     }
 
-    /// Gives the send direction up: unsent and unacknowledged bytes are dropped.
+    /// The application dropped its write half: unless it shut the direction down, this
+    /// is an abortive close ordered after the data (everything written is still
+    /// delivered, then the peer's read fails instead of seeing EOF).
+    pub(super) fn drop_write_handle(&mut self) {
+        if self.send_state == SendState::Open {
+            self.send_state = SendState::Closing {
+                abort: Some(reset_code::CANCELLED),
+            };
+        }
+    }
+
+    /// Gives the send direction up with `failure` (unless it finished): unsent and
+    /// unacknowledged bytes are dropped.
+    pub(super) fn stop_sending(&mut self, failure: Failure) {
+        if self.send_state != SendState::Finished {
+            self.send_state = SendState::Stopped(failure);
+        }
+        self.abandon_send();
+    }
+
+    /// Drops everything the send direction holds (its state says why).
     pub(super) fn abandon_send(&mut self) {
         self.pending.clear();
         self.retransmit_queue.clear();
         self.suspects.clear();
         self.release_sent();
-        self.write_done = true;
         self.pending_ctl.open = false;
     }
 
@@ -148,14 +142,13 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         self.reorder = ReorderBuffer::new(next, cfg);
         self.recv_queue.clear();
         self.recv_queued = 0;
-        self.ack_pending = false;
-        self.ack_now = false;
+        self.ack_due = AckDue::Nothing;
     }
 
     /// Bytes written but not yet acknowledged by the peer (unsent ones included), plus
     /// one for a FIN not yet acknowledged. Zero once everything arrived.
     pub(crate) fn send_outstanding(&self) -> usize {
-        let fin = usize::from(self.shutdown_requested && !self.write_done);
+        let fin = usize::from(self.send_state.shut_down());
         if !self.reliable() {
             return self.pending.len();
         }
@@ -171,7 +164,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         self.pending.len() >= self.frame_payload
             || self.nodelay
             || self.flush_requested
-            || self.shutdown_requested
+            || self.send_state.shut_down()
             || self
                 .pending_since
                 .is_some_and(|t| t + self.settings.coalesce_delay <= now)
@@ -180,10 +173,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// Whether the FIN (a `Close`, an extension) can go: only once the peer showed
     /// whether it speaks the extensions, so a reference peer never gets one.
     pub(super) fn fin_sendable(&self) -> bool {
-        self.shutdown_requested
-            && self.fin_seq.is_none()
+        matches!(self.send_state, SendState::Closing { .. })
             && self.pending.is_empty()
-            && !self.write_done
             && !self.pending_ctl.open
             && (self.peer_kind != PeerKind::Unknown || !self.local_extended)
     }

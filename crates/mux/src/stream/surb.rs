@@ -10,7 +10,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// Replier side: ask for SURBs when our stock will not cover what we have queued,
     /// at most once per round trip.
     pub(super) fn maybe_request_surbs(&mut self, now: Instant, stock: Option<u32>) {
-        if self.is_outbound() || !self.extended() || self.ack_pending {
+        if self.is_outbound() || !self.extended() || self.ack_due.pending() {
             return;
         }
         // Ask before running dry: once a few frames' worth is missing, or as soon as
@@ -24,8 +24,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             return;
         }
         self.last_surb_request = Some(now);
-        self.ack_pending = true;
-        self.ack_now = true;
+        self.ack_due = AckDue::Now;
     }
 
     /// Listener side: whether the reply SURBs we hold for the opener are down to the
@@ -37,15 +36,35 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         !self.is_outbound() && self.extended() && stock.is_some_and(|n| n <= ACK_SURB_RESERVE)
     }
 
-    /// Whether payload waits for reply SURBs (listener side).
-    pub(crate) fn surb_blocked(&self) -> bool {
-        self.surb_blocked_at.is_some()
+    /// Payload had to wait for reply SURBs: the stream waits (staying in its peer's
+    /// queue of SURB waiters if it is there already).
+    pub(super) fn surb_block(&mut self, now: Instant) {
+        self.surb_wait = match self.surb_wait {
+            SurbWait::Queued { .. } => SurbWait::Queued { since: now },
+            _ => SurbWait::Blocked { since: now },
+        };
+    }
+
+    /// The core queues the stream among its peer's SURB waiters, if it just blocked;
+    /// `true` when it did.
+    pub(crate) fn surb_enqueue(&mut self) -> bool {
+        match self.surb_wait {
+            SurbWait::Blocked { since } => {
+                self.surb_wait = SurbWait::Queued { since };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the stream waits in its peer's queue of SURB waiters.
+    pub(crate) fn surb_queued(&self) -> bool {
+        matches!(self.surb_wait, SurbWait::Queued { .. })
     }
 
     /// The core gives this stream its turn at the SURB stock.
     pub(crate) fn surb_release(&mut self) {
-        self.in_surb_wait = false;
-        self.surb_blocked_at = None;
+        self.surb_wait = SurbWait::Ready;
     }
 
     /// Reply SURBs to attach to the next opener message. The peer's stock is

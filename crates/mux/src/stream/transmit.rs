@@ -8,10 +8,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.pending_ctl.reset.is_some() {
             return true;
         }
-        if self.reset.is_some() {
+        if self.teardown.is_reset() {
             return false;
         }
-        let payload_ready = self.surb_blocked_at.is_none()
+        let payload_ready = self.surb_wait == SurbWait::Ready
             && (!self.retransmit_queue.is_empty()
                 || self.data_sendable(now)
                 || self.fin_sendable());
@@ -27,7 +27,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// Whether the next transmit may build an ack (which grants credit): an ack is
     /// pending, SURBs are owed, or a listener may ask for SURBs.
     pub(crate) fn may_ack(&self) -> bool {
-        self.ack_pending || self.surbs_owed > 0 || (!self.is_outbound() && self.extended())
+        self.ack_due.pending() || self.surbs_owed > 0 || (!self.is_outbound() && self.extended())
     }
 
     pub(super) fn header(&self, t: MessageType, seq: u32) -> StreamHeader {
@@ -68,13 +68,15 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             let surbs = self.surbs_for(false).min(1);
             return Some(self.finish(buf.freeze(), surbs));
         }
-        if self.reset.is_some() {
+        if self.teardown.is_reset() {
             return None;
         }
         if self.pending_ctl.open {
             self.pending_ctl.open = false;
-            self.open_tries += 1;
-            self.open_sent_at = Some(now);
+            if let Handshake::Opening { sent_at, tries } = &mut self.handshake {
+                *tries += 1;
+                *sent_at = Some(now);
+            }
             let reserved = if self.local_extended {
                 ext::CAP_EXTENDED
             } else {
@@ -113,7 +115,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         {
             // Keep the reserve for acks; look again shortly or when the opener's next
             // frame (which may carry SURBs) arrives. The ack below asks for more.
-            self.surb_blocked_at = Some(now);
+            self.surb_block(now);
             self.metrics.surb_stalls += 1;
             if self.extended() && (self.ack_due(now) || self.surbs_wanted()) {
                 return self.poll_ack(now, stock);
@@ -132,7 +134,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             return Some(self.finish(frame, surbs));
         }
         if self.data_sendable(now) {
-            let ack_room = if self.extended() && self.ack_pending {
+            let ack_room = if self.extended() && self.ack_due.pending() {
                 self.ack_max_len()
             } else {
                 0
@@ -153,7 +155,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 // Nothing waits for an ack: the room is free now, so a writer blocked
                 // on the send buffer must hear it (a reference peer never acks).
                 self.release_sent();
-                self.wake_write = true;
+                self.wakes.write = true;
             }
             let surbs = self.surbs_for(false);
             return Some(self.finish(frame, surbs));
@@ -162,15 +164,18 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             if !self.local_extended || self.peer_kind == PeerKind::Legacy {
                 // A reference peer has no FIN: the write side simply ends (and whoever
                 // waits in `closed()` hears it).
-                self.write_done = true;
-                self.all_acked = true;
-                self.wake_write = true;
-                self.fin_seq = Some(self.send_buf.next_seq());
+                self.send_state = SendState::Finished;
+                self.wakes.write = true;
                 return None;
             }
-            let seg = Segment::Fin(self.abort_code);
+            // `fin_sendable` holds only in `Closing`.
+            let abort = match self.send_state {
+                SendState::Closing { abort } => abort,
+                _ => None,
+            };
+            let seg = Segment::Fin(abort);
             let seq = self.send_buf.push(seg.clone(), now);
-            self.fin_seq = Some(seq);
+            self.send_state = SendState::FinSent;
             let frame = self.encode_segment(seq, &seg, stock, now);
             let surbs = self.surbs_for(false);
             return Some(self.finish(frame, surbs));
@@ -201,7 +206,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         // to a full frame (a retransmission, say) sends its ack separately instead of
         // spilling into a second Sphinx packet.
         let piggyback = self.extended()
-            && self.ack_pending
+            && self.ack_due.pending()
             && body_len + self.ack_max_len() <= self.frame_payload;
         let ack = piggyback.then(|| self.build_ack(stock, now));
         let ack_len = ack.as_ref().map_or(0, Ack::encoded_len);

@@ -1,0 +1,153 @@
+//! The stream table: each stream's state with the core's own bookkeeping for it, and
+//! what the core does after any operation touched a stream (wake-ups, ready queue,
+//! timer queue, counts, removal).
+
+use super::*;
+
+/// One stream in the core's table.
+pub(super) struct Entry<A, T> {
+    pub(super) state: Box<StreamState<A, T>>,
+    /// The deadline the stream is registered under in the core's timer queue.
+    pub(super) scheduled: Option<Instant>,
+    /// Whether the stream sits in the core's ready queue.
+    pub(super) in_ready: bool,
+    /// Whether the stream counts against the limit on unacknowledged opens.
+    pub(super) pending_open: bool,
+    /// Credit the stream holds in its peer's connection window, as last counted (see
+    /// `StreamState::credit_held`).
+    pub(super) counted_credit: u32,
+    /// Inbound bytes the stream holds, as last counted.
+    pub(super) counted_inbound: u32,
+}
+
+impl<A, T> Entry<A, T> {
+    pub(super) fn new(state: StreamState<A, T>, pending_open: bool) -> Self {
+        Entry {
+            state: Box::new(state),
+            scheduled: None,
+            in_ready: false,
+            pending_open,
+            counted_credit: 0,
+            counted_inbound: 0,
+        }
+    }
+}
+
+impl<A, T> Core<A, T>
+where
+    A: Copy + Eq + Hash + std::fmt::Debug,
+    T: Copy + Eq + Hash + std::fmt::Debug,
+{
+    /// Bookkeeping after anything touched a stream: wake-ups, the ready queue, the
+    /// timer queue and removal of finished streams.
+    pub(super) fn after(&mut self, local: LocalId, now: Instant) {
+        let Some(e) = self.streams.get_mut(&local) else {
+            return;
+        };
+        let s = &mut *e.state;
+        let (read, write, established) = s.take_wakes();
+        if read {
+            self.events.push_back(Event::Readable(local));
+        }
+        if write {
+            self.events.push_back(Event::Writable(local));
+        }
+        if established {
+            self.events.push_back(Event::Established(local));
+        }
+        if e.pending_open && (s.is_established() || s.establish_error().is_some()) {
+            e.pending_open = false;
+            self.pending_opens -= 1;
+            self.events.push_back(Event::OpenRoom);
+        }
+        // The one place where a stream's buffered bytes and credit are counted into
+        // the client's and its peer's totals, whatever touched the stream.
+        let inbound = s.inbound_bytes() as u32;
+        if inbound != e.counted_inbound {
+            self.stream_inbound =
+                self.stream_inbound + inbound as usize - e.counted_inbound as usize;
+            e.counted_inbound = inbound;
+        }
+        // Credit is counted eagerly when it grows and in 16 KiB steps when it shrinks
+        // (every read shrinks it a little): the peer's total stays an upper bound, at
+        // far fewer session updates.
+        let held = s.credit_held();
+        let counted = u64::from(e.counted_credit);
+        if held > counted || counted - held >= 16 * 1024 || (held == 0 && counted > 0) {
+            let before = u64::from(e.counted_credit);
+            e.counted_credit = u32::try_from(held).unwrap_or(u32::MAX);
+            let after = u64::from(e.counted_credit);
+            self.peers
+                .update(s.peer, |p| p.credit = p.credit + after - before);
+        }
+        if s.removable(now) {
+            self.remove(local, now);
+            return;
+        }
+        if s.surb_enqueue() {
+            self.surb_waiters
+                .entry(s.peer)
+                .or_default()
+                .push_back(local);
+        }
+        if !e.in_ready && s.wants_transmit(now) {
+            e.in_ready = true;
+            self.ready.push_back(local);
+        }
+        if let Some(d) = s.next_deadline(now) {
+            // An earlier deadline replaces the registered one; a later one leaves it
+            // (it fires early, finds nothing due and registers the new one).
+            if e.scheduled.is_none_or(|cur| d < cur) {
+                if let Some(cur) = e.scheduled.replace(d) {
+                    self.timers.remove(&(cur, local));
+                }
+                self.timers.insert((d, local));
+            }
+        }
+    }
+
+    pub(super) fn remove(&mut self, local: LocalId, now: Instant) {
+        let Some(e) = self.streams.remove(&local) else {
+            return;
+        };
+        let s = &*e.state;
+        tracing::debug!(stream = %s.id, "stream removed");
+        if let Some(at) = e.scheduled {
+            self.timers.remove(&(at, local));
+        }
+        if s.surb_queued() {
+            if let Some(q) = self.surb_waiters.get_mut(&s.peer) {
+                q.retain(|l| *l != local);
+                if q.is_empty() {
+                    self.surb_waiters.remove(&s.peer);
+                }
+            }
+        }
+        if e.pending_open {
+            self.pending_opens -= 1;
+            self.events.push_back(Event::OpenRoom);
+        }
+        self.stream_inbound -= e.counted_inbound as usize;
+        let counted = u64::from(e.counted_credit);
+        self.peers.update(s.peer, |p| {
+            p.streams -= 1;
+            p.credit -= counted;
+        });
+        match s.peer {
+            Destination::Address(_) => {
+                self.outbound.remove(&s.id);
+            }
+            Destination::Reply(tag) => {
+                self.inbound.remove(&(tag, s.id));
+                self.remember_closed((tag, s.id), now, false);
+                if let Some(n) = self.inbound_ids.get_mut(&s.id) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.inbound_ids.remove(&s.id);
+                    }
+                }
+                self.live_inbound -= 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The core's timers: one queue of stream deadlines (each stream's earliest, from its
+//! own timer table), the orphan store's expiry and the accept backlog's timeout.
+
+use super::*;
+
+/// Which of the core's timer sources is next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum CoreTimer {
+    /// The earliest stream deadline in the timer queue.
+    Stream,
+    /// Orphan frames reach their time-to-live.
+    Orphans,
+    /// The oldest unaccepted stream reaches `accept_timeout`.
+    Backlog,
+}
+
+impl<A, T> Core<A, T>
+where
+    A: Copy + Eq + Hash + std::fmt::Debug,
+    T: Copy + Eq + Hash + std::fmt::Debug,
+{
+    /// Each of the core's timer sources with its next deadline.
+    fn core_timers(&self) -> [(CoreTimer, Option<Instant>); 3] {
+        let backlog = self
+            .accept_queue
+            .front()
+            .and_then(|&(_, since)| since.checked_add(self.cfg.accept_timeout));
+        [
+            (CoreTimer::Stream, self.timers.first().map(|&(at, _)| at)),
+            (CoreTimer::Orphans, self.orphans.next_expiry()),
+            (CoreTimer::Backlog, backlog),
+        ]
+    }
+
+    /// When [`Core::handle_timeout`] should next be called (`None`: no timer is armed).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.core_timers()
+            .into_iter()
+            .filter_map(|(_, at)| at)
+            .min()
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for (timer, at) in self.core_timers() {
+            if at.is_none_or(|at| at > now) {
+                continue;
+            }
+            match timer {
+                CoreTimer::Orphans => self.expire_orphans(now),
+                CoreTimer::Backlog => self.expire_backlog(now),
+                CoreTimer::Stream => self.fire_stream_timers(now),
+            }
+        }
+        #[cfg(debug_assertions)]
+        if let Some(next) = self.poll_timeout() {
+            debug_assert!(
+                next > now,
+                "timer contract: a deadline is still due after handle_timeout"
+            );
+        }
+    }
+
+    /// Streams nobody accepted in time are refused (the queue is in arrival order).
+    fn expire_backlog(&mut self, now: Instant) {
+        while let Some(&(local, since)) = self.accept_queue.front() {
+            if since
+                .checked_add(self.cfg.accept_timeout)
+                .is_none_or(|d| d > now)
+            {
+                break;
+            }
+            self.accept_queue.pop_front();
+            tracing::debug!(?local, "backlog entry aged out unaccepted");
+            self.refuse_backlogged(now, local);
+        }
+    }
+
+    /// Runs `on_timeout` on every stream whose deadline is due.
+    fn fire_stream_timers(&mut self, now: Instant) {
+        // Collect first: handling a timer may schedule a new one that is due at once,
+        // and that one belongs to the next round.
+        let mut due = Vec::new();
+        while let Some(&(at, local)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(e) = self.streams.get_mut(&local) {
+                e.scheduled = None;
+                due.push(local);
+            }
+        }
+        for local in due {
+            if let Some(e) = self.streams.get_mut(&local) {
+                let s = &mut *e.state;
+                s.peer_heard = self.peers.get(&s.peer).last_heard;
+                s.on_timeout(now);
+                self.after(local, now);
+            }
+        }
+    }
+}
