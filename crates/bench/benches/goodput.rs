@@ -157,14 +157,14 @@ async fn run(stack: Stack, loss: f64, workload: Workload) -> Row {
     }
 }
 
-type Handle = mux::MuxHandle<nym_stream::mixnet::Recipient, mixnet_sim::SenderTag>;
-type Listener = mux::MuxListener<nym_stream::mixnet::Recipient, mixnet_sim::SenderTag>;
+type Handle = mux::MuxHandle<nym_stream::mixnet::Recipient, mux::SenderTag>;
+type Listener = mux::MuxListener<nym_stream::mixnet::Recipient, mux::SenderTag>;
 
 fn open(
     a: &Handle,
     to: nym_stream::mixnet::Recipient,
     stack: Stack,
-) -> Result<mux::MuxStream<nym_stream::mixnet::Recipient, mixnet_sim::SenderTag>, Outcome> {
+) -> Result<mux::MuxStream<nym_stream::mixnet::Recipient, mux::SenderTag>, Outcome> {
     a.open_stream(to, stack.surbs())
         .map_err(|e| Outcome::Incomplete(format!("open failed: {e}")))
 }

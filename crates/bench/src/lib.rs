@@ -92,9 +92,9 @@ pub struct Pair {
     /// The network (for its per-client statistics).
     pub net: Mixnet,
     /// The client that opens streams.
-    pub a: mux::MuxHandle<nym_stream::mixnet::Recipient, mixnet_sim::SenderTag>,
+    pub a: mux::MuxHandle<nym_stream::mixnet::Recipient, mux::SenderTag>,
     /// The client that accepts them.
-    pub b: mux::MuxHandle<nym_stream::mixnet::Recipient, mixnet_sim::SenderTag>,
+    pub b: mux::MuxHandle<nym_stream::mixnet::Recipient, mux::SenderTag>,
 }
 
 impl Pair {

@@ -248,6 +248,14 @@ impl Reset {
         dst.put_u32(self.code);
     }
 
+    /// The whole `Reset` frame for `stream`: its header and this payload.
+    pub fn frame(&self, stream: crate::StreamId) -> bytes::Bytes {
+        let mut buf = bytes::BytesMut::with_capacity(crate::HEADER_LEN + self.encoded_len());
+        buf.put_slice(&crate::StreamHeader::new(stream, MessageType::Reset, 0).to_bytes());
+        self.encode(&mut buf);
+        buf.freeze()
+    }
+
     /// Decodes a `Reset` payload; it must be exactly 4 bytes long.
     pub fn parse(buf: &[u8]) -> Result<Reset, FrameError> {
         <[u8; 4]>::try_from(buf)

@@ -5,34 +5,11 @@
 //! calls and clock readings.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BinaryHeap, VecDeque};
 
-/// Multiply-rotate hasher: the engine's keys are random addresses, tags and counters
+/// A map with a cheap hasher: the engine's keys are random addresses, tags and counters
 /// of a simulation nobody attacks, and SipHash was a fifth of the instant preset's cost.
-#[derive(Clone, Copy, Default)]
-struct FoldHasher(u64);
-
-impl Hasher for FoldHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// A map with the engine's cheap hasher.
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FoldHasher>>;
+type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
 use std::task::Waker;
 use std::time::Duration;
 

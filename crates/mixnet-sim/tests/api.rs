@@ -1,5 +1,8 @@
 //! Functional behaviour: addresses, tags, SURBs, queues, disconnects, determinism.
 
+mod common;
+
+use common::{index, payload, recv_within};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -9,25 +12,11 @@ use mixnet_sim::{
     packets_for, Address, MessageKind, Mixnet, ReceivedMessage, SenderTag, SimClient, SimConfig,
     SimError,
 };
-use tokio::time::{timeout, Instant};
-
-fn payload(i: u32, len: usize) -> Bytes {
-    let mut v = vec![0u8; len.max(4)];
-    v[..4].copy_from_slice(&i.to_be_bytes());
-    Bytes::from(v)
-}
-
-fn index(m: &ReceivedMessage) -> u32 {
-    u32::from_be_bytes([m.payload[0], m.payload[1], m.payload[2], m.payload[3]])
-}
+use tokio::time::Instant;
 
 fn poll_ready_now(c: &mut SimClient) -> Poll<Result<(), SimError>> {
     let mut cx = Context::from_waker(Waker::noop());
     c.poll_ready(&mut cx)
-}
-
-async fn recv_within(c: &mut SimClient, d: Duration) -> Option<ReceivedMessage> {
-    timeout(d, c.recv()).await.ok().flatten()
 }
 
 #[test]

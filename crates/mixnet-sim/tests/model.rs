@@ -3,30 +3,19 @@
 //! Each tolerance is several standard deviations of the quantity measured, so a correct model
 //! passes for any seed and a wrong mean, rate or loss figure fails.
 
+mod common;
+
+use common::{index, payload, recv_within};
 use std::time::Duration;
 
 use bytes::Bytes;
 use mixnet_sim::{
     packets_for, sample_hop_delay, sample_lognormal, sample_route_delay, MessageKind, Mixnet,
-    ReceivedMessage, SimClient, SimConfig,
+    SimConfig,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tokio::time::{timeout, Instant};
-
-fn payload(i: u32, len: usize) -> Bytes {
-    let mut v = vec![0u8; len.max(4)];
-    v[..4].copy_from_slice(&i.to_be_bytes());
-    Bytes::from(v)
-}
-
-fn index(m: &ReceivedMessage) -> u32 {
-    u32::from_be_bytes([m.payload[0], m.payload[1], m.payload[2], m.payload[3]])
-}
-
-async fn recv_within(c: &mut SimClient, d: Duration) -> Option<ReceivedMessage> {
-    timeout(d, c.recv()).await.ok().flatten()
-}
+use tokio::time::Instant;
 
 fn within(measured: f64, expected: f64, rel: f64) -> bool {
     (measured - expected).abs() <= rel * expected

@@ -1,48 +1,27 @@
 //! A fast hash map for keys we choose ourselves (local handles, our own random stream
 //! ids). SipHash guards against peers that pick keys to collide; these keys are not
-//! chosen by peers, so a multiply-rotate hash is enough and much cheaper on the hot path.
-
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
-/// Multiply-rotate hasher for integer keys.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct IdHasher(u64);
-
-const K: u64 = 0x9E37_79B9_7F4A_7C15;
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(K);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+//! chosen by peers, so rustc's Fx hash is enough and much cheaper on the hot path.
 
 /// A `HashMap` keyed by ids we generate.
-pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type IdMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::hash::BuildHasher;
 
+    /// hashbrown picks the bucket from the low bits and a 7-bit tag from the top bits:
+    /// both must spread for sequential ids (our local handles count up).
     #[test]
-    fn sequential_ids_spread_over_buckets() {
-        let mut seen = std::collections::HashSet::new();
+    fn sequential_ids_spread_over_buckets_and_tags() {
+        let build = rustc_hash::FxBuildHasher;
+        let mut buckets = std::collections::HashSet::new();
+        let mut tags = std::collections::HashSet::new();
         for i in 0..1024u64 {
-            let mut h = IdHasher::default();
-            h.write_u64(i);
-            seen.insert(h.finish() >> 54); // top 10 bits
+            let h = build.hash_one(i);
+            buckets.insert(h & 1023);
+            tags.insert(h >> 57);
         }
-        // 1024 sequential keys land in many of the 1024 top-bit buckets.
-        assert!(seen.len() > 500, "{}", seen.len());
+        assert!(buckets.len() > 600, "{} of 1024 buckets", buckets.len());
+        assert!(tags.len() > 64, "{} of 128 tags", tags.len());
     }
 }

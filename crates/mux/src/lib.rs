@@ -72,5 +72,5 @@ pub use crate::handle::{
 };
 pub use crate::metrics::{ClientMetrics, StreamMetrics};
 pub use crate::stream::INITIAL_CREDIT;
-pub use crate::transport::{Destination, Inbound, Transport, TransportError};
+pub use crate::transport::{Destination, Inbound, SenderTag, Transport, TransportError};
 pub use lp_frame::StreamId;

@@ -15,6 +15,22 @@ pub enum Destination<A, T> {
     Reply(T),
 }
 
+/// A network-neutral sender tag: the 16 opaque bytes a mixnet gives the receiver of
+/// an anonymous message instead of the sender's address (the Nym client's
+/// `AnonymousSenderTag`, the simulator's tag). Transports may use any `Copy + Eq +
+/// Hash` type as their tag; adapters that want one type for every network use this.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct SenderTag(pub [u8; 16]);
+
+impl std::fmt::Display for SenderTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
 /// A message the transport received.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Inbound<T> {

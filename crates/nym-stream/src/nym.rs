@@ -31,7 +31,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_core::Stream;
-use mixnet_sim::SenderTag;
+use mux::SenderTag;
 use mux::{Destination, Inbound, Transport, TransportError};
 use nym_sdk::mixnet::{
     AnonymousSenderTag, InputMessage, MixnetMessageSender, ReconstructedMessage, TransmissionLane,

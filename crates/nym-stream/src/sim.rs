@@ -11,8 +11,8 @@
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use mixnet_sim::{SenderTag, SimClient};
-use mux::{Destination, Inbound, Transport, TransportError};
+use mixnet_sim::SimClient;
+use mux::{Destination, Inbound, SenderTag, Transport, TransportError};
 
 use crate::mixnet::Recipient;
 
@@ -64,7 +64,9 @@ impl Transport for SimTransport {
                 Some(a) => self.client.send_anonymous(a, payload, reply_surbs),
                 None => return Err(TransportError::new(NotASimAddress(r.to_string()))),
             },
-            Destination::Reply(tag) => self.client.send_reply(tag, payload),
+            Destination::Reply(tag) => self
+                .client
+                .send_reply(mixnet_sim::SenderTag(tag.0), payload),
         }
         .map_err(TransportError::new)
     }
@@ -73,12 +75,12 @@ impl Transport for SimTransport {
         self.client.poll_recv(cx).map(|m| {
             m.map(|m| Inbound {
                 payload: m.payload,
-                sender_tag: m.sender_tag,
+                sender_tag: m.sender_tag.map(|t| SenderTag(t.0)),
             })
         })
     }
 
     fn surbs_available(&self, tag: &SenderTag) -> Option<u32> {
-        Some(self.client.surbs_available(tag))
+        Some(self.client.surbs_available(&mixnet_sim::SenderTag(tag.0)))
     }
 }

@@ -3,6 +3,9 @@
 
 mod scenarios;
 
+mod common;
+
+use common::spawn_echo_server;
 use std::future::Future;
 use std::io::ErrorKind;
 use std::time::Duration;
@@ -33,20 +36,6 @@ async fn client(net: &Mixnet, seed: u64) -> MixnetClient {
 
 fn realistic(seed: u64) -> Mixnet {
     Mixnet::new(SimConfig::realistic().with_seed(seed))
-}
-
-fn spawn_echo_server(server: &mut MixnetClient) {
-    let mut listener = server.listener().expect("first listener");
-    tokio::spawn(async move {
-        while let Some(stream) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut rd, mut wr) = stream.into_split();
-                if tokio::io::copy(&mut rd, &mut wr).await.is_ok() {
-                    wr.shutdown().await.ok();
-                }
-            });
-        }
-    });
 }
 
 #[tokio::test(start_paused = true)]

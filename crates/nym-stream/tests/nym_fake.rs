@@ -9,6 +9,9 @@
 
 mod scenarios;
 
+mod common;
+
+use common::spawn_echo_server;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -266,20 +269,6 @@ fn fake_client(net: &FakeNet, seed: u64) -> MixnetClient {
         net,
         MixnetClientBuilder::new_ephemeral().with_stream_id_seed(seed),
     )
-}
-
-fn spawn_echo_server(server: &mut MixnetClient) {
-    let mut listener = server.listener().expect("first listener");
-    tokio::spawn(async move {
-        while let Some(stream) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut rd, mut wr) = stream.into_split();
-                if tokio::io::copy(&mut rd, &mut wr).await.is_ok() {
-                    wr.shutdown().await.ok();
-                }
-            });
-        }
-    });
 }
 
 fn pattern(len: usize, salt: u8) -> Vec<u8> {

@@ -178,7 +178,7 @@ where
     pub fn new(cfg: MuxConfig) -> Self {
         let rng = match cfg.id_seed {
             Some(seed) => ChaCha12Rng::seed_from_u64(seed),
-            None => ChaCha12Rng::seed_from_u64(os_seed()),
+            None => ChaCha12Rng::seed_from_u64(rand::rngs::OsRng.next_u64()),
         };
         let per_orphan = crate::stream::INITIAL_CREDIT as usize + cfg.frame_payload();
         // The orphan store's share of the budget: enough for every id it may hold, at
@@ -538,13 +538,4 @@ where
 /// The failure of an operation on a stream that left the table.
 fn gone(op: Operation) -> StreamError {
     StreamError::new(None, op, Failure::Gone)
-}
-
-/// A seed from the standard library's per-process random hasher keys (no extra crate).
-fn os_seed() -> u64 {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(0x6e79_6d2d_7374_7265);
-    h.finish()
 }

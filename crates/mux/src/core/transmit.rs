@@ -2,7 +2,6 @@
 //! turn, then the ready queue in round-robin order.
 
 use lp_frame::ext::Reset;
-use lp_frame::{MessageType, StreamHeader};
 
 use super::*;
 
@@ -155,15 +154,9 @@ pub(super) fn reset_transmit<A, T>(
     to: Destination<A, T>,
     code: u32,
 ) -> Transmit<A, T> {
-    let mut buf = bytes::BytesMut::with_capacity(lp_frame::HEADER_LEN + 4);
-    bytes::BufMut::put_slice(
-        &mut buf,
-        &StreamHeader::new(id, MessageType::Reset, 0).to_bytes(),
-    );
-    Reset { code }.encode(&mut buf);
     Transmit {
         to,
-        payload: buf.freeze(),
+        payload: Reset { code }.frame(id),
         reply_surbs: 0,
     }
 }

@@ -62,11 +62,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         }
         self.maybe_request_surbs(now, stock);
         if let Some(code) = self.pending_ctl.reset.take() {
-            let mut buf = BytesMut::with_capacity(lp_frame::HEADER_LEN + 4);
-            buf.put_slice(&self.header(MessageType::Reset, 0).to_bytes());
-            Reset { code }.encode(&mut buf);
             let surbs = self.surbs_for(false).min(1);
-            return Some(self.finish(buf.freeze(), surbs));
+            return Some(self.finish(Reset { code }.frame(self.id), surbs));
         }
         if self.teardown.is_reset() {
             return None;

@@ -7,7 +7,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mixnet_sim::{ClientStats, SenderTag};
+use mixnet_sim::ClientStats;
+use mux::SenderTag;
 use mux::{Destination, MuxHandle};
 
 use super::network::Network;

@@ -27,7 +27,7 @@ pub use mux::{ClientMetrics, MuxConfig, StreamError, StreamMetrics};
 
 /// The tag through which a receiver answers an anonymous sender without learning its
 /// address (on the simulator: 16 random bytes, stable per sender/recipient pair).
-pub type AnonymousSenderTag = mixnet_sim::SenderTag;
+pub type AnonymousSenderTag = mux::SenderTag;
 
 /// The reset or abort reason code carried by an error a stream returned, if any
 /// (codes in [`crate::frame::ext::reset_code`]).

@@ -5,7 +5,6 @@
 //! below is generic over its transport; both networks use [`Recipient`] as the address.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 use std::sync::OnceLock;
@@ -267,10 +266,7 @@ fn default_seed() -> std::result::Result<u64, String> {
         Ok(text) => text.trim().parse::<u64>().map_err(|e| {
             format!("{SEED_ENV}={text:?} is not a decimal u64 ({e}); unset it or fix it")
         }),
-        // The standard library seeds its hasher keys from the operating system.
-        Err(_) => Ok(std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish()),
+        Err(_) => Ok(rand::RngCore::next_u64(&mut rand::rngs::OsRng)),
     }
 }
 

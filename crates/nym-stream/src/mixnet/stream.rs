@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use mixnet_sim::SenderTag;
+use mux::SenderTag;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{Recipient, StreamId, StreamMetrics};
