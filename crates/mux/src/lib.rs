@@ -51,6 +51,7 @@ mod config;
 mod core;
 mod driver;
 mod error;
+mod fault;
 mod handle;
 mod id_map;
 mod metrics;
@@ -67,6 +68,7 @@ pub use crate::driver::{Driver, PlainMessage};
 pub use crate::error::{
     reset_code, Failure, LimitReason, OpenError, Operation, Overrun, Reap, StreamError, Timeout,
 };
+pub use crate::fault::{FaultInjector, FaultStats, Faults};
 pub use crate::handle::{
     new, spawn, Key, MuxHandle, MuxListener, MuxStream, OwnedReadHalf, OwnedWriteHalf,
 };

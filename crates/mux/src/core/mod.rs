@@ -14,7 +14,8 @@ mod table;
 mod timers;
 mod transmit;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::Hash;
 use std::time::Instant;
 
@@ -157,8 +158,9 @@ pub struct Core<A, T> {
     /// Waiters given their turn, served before the ready queue; no new turns are given
     /// until these were served (each took a SURB the stock count already promised).
     surb_turns: VecDeque<LocalId>,
-    /// Each stream's earliest deadline, one entry per stream with one (see [`timers`]).
-    timers: BTreeSet<(Instant, LocalId)>,
+    /// Stream deadlines, earliest first; entries a stream replaced or left behind are
+    /// skipped (see [`timers`]).
+    timers: BinaryHeap<Reverse<(Instant, LocalId)>>,
     control: VecDeque<Transmit<A, T>>,
     events: VecDeque<Event>,
     plain: VecDeque<Inbound<T>>,
@@ -223,7 +225,7 @@ where
             ready: VecDeque::new(),
             surb_waiters: HashMap::new(),
             surb_turns: VecDeque::new(),
-            timers: BTreeSet::new(),
+            timers: BinaryHeap::new(),
             control: VecDeque::new(),
             events: VecDeque::new(),
             plain: VecDeque::new(),

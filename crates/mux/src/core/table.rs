@@ -98,10 +98,8 @@ where
             // An earlier deadline replaces the registered one; a later one leaves it
             // (it fires early, finds nothing due and registers the new one).
             if e.scheduled.is_none_or(|cur| d < cur) {
-                if let Some(cur) = e.scheduled.replace(d) {
-                    self.timers.remove(&(cur, local));
-                }
-                self.timers.insert((d, local));
+                e.scheduled = Some(d);
+                self.schedule(local, d);
             }
         }
     }
@@ -112,9 +110,6 @@ where
         };
         let s = &*e.state;
         tracing::debug!(stream = %s.id, "stream removed");
-        if let Some(at) = e.scheduled {
-            self.timers.remove(&(at, local));
-        }
         if s.surb_queued() {
             if let Some(q) = self.surb_waiters.get_mut(&s.peer) {
                 q.retain(|l| *l != local);
@@ -149,5 +144,7 @@ where
                 self.live_inbound -= 1;
             }
         }
+        // Its timer entries are stale now; one may be on top.
+        self.prune_timers();
     }
 }

@@ -1,5 +1,14 @@
 //! The core's timers: one queue of stream deadlines (each stream's earliest, from its
 //! own timer table), the orphan store's expiry and the accept backlog's timeout.
+//!
+//! The stream queue is a binary heap with lazy deletion: a stream whose deadline moved
+//! earlier pushes a new entry and leaves the old one, which is skipped when it surfaces
+//! (cheaper than keeping an ordered set exact: a set's node shuffling cost 9 % of the
+//! 100-stream transfer under callgrind). The heap's top is never stale: whatever can
+//! uncover a stale entry (a removal, timers firing) prunes the top, so `poll_timeout`
+//! only reads.
+
+use std::cmp::Reverse;
 
 use super::*;
 
@@ -26,7 +35,10 @@ where
             .front()
             .and_then(|&(_, since)| since.checked_add(self.cfg.accept_timeout));
         [
-            (CoreTimer::Stream, self.timers.first().map(|&(at, _)| at)),
+            (
+                CoreTimer::Stream,
+                self.timers.peek().map(|&Reverse((at, _))| at),
+            ),
             (CoreTimer::Orphans, self.orphans.next_expiry()),
             (CoreTimer::Backlog, backlog),
         ]
@@ -35,10 +47,37 @@ where
     /// When [`Core::handle_timeout`] should next be called (`None`: no timer is armed).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        debug_assert!(
+            self.timers.peek().is_none_or(|&Reverse((at, local))| self
+                .streams
+                .get(&local)
+                .is_some_and(|e| e.scheduled == Some(at))),
+            "a stale entry on top of the timer queue"
+        );
         self.core_timers()
             .into_iter()
             .filter_map(|(_, at)| at)
             .min()
+    }
+
+    /// Registers `local`'s deadline `at` (an earlier one than it had, or its first).
+    pub(super) fn schedule(&mut self, local: LocalId, at: Instant) {
+        self.timers.push(Reverse((at, local)));
+    }
+
+    /// Drops stale entries from the top of the timer queue: entries of removed streams
+    /// and entries a stream replaced by an earlier deadline.
+    pub(super) fn prune_timers(&mut self) {
+        while let Some(&Reverse((at, local))) = self.timers.peek() {
+            if self
+                .streams
+                .get(&local)
+                .is_some_and(|e| e.scheduled == Some(at))
+            {
+                break;
+            }
+            self.timers.pop();
+        }
     }
 
     /// Fires every timer due at `now`.
@@ -82,14 +121,16 @@ where
         // Collect first: handling a timer may schedule a new one that is due at once,
         // and that one belongs to the next round.
         let mut due = Vec::new();
-        while let Some(&(at, local)) = self.timers.first() {
+        while let Some(&Reverse((at, local))) = self.timers.peek() {
             if at > now {
                 break;
             }
-            self.timers.pop_first();
+            self.timers.pop();
             if let Some(e) = self.streams.get_mut(&local) {
-                e.scheduled = None;
-                due.push(local);
+                if e.scheduled == Some(at) {
+                    e.scheduled = None;
+                    due.push(local);
+                }
             }
         }
         for local in due {
@@ -100,5 +141,6 @@ where
                 self.after(local, now);
             }
         }
+        self.prune_timers();
     }
 }

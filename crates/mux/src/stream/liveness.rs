@@ -6,6 +6,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     // ----- timers ---------------------------------------------------------------
 
     /// When `timer` fires, as the stream's state arms it (`None`: not armed).
+    #[inline(always)]
     pub(crate) fn deadline_of(&self, timer: Timer) -> Option<Instant> {
         let live = self.teardown.is_live();
         let reset = self.teardown.is_reset();
@@ -49,7 +50,27 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// The earliest instant after `now` at which this stream has timed work. Work that
     /// is already due sits in the ready queue (see [`Self::wants_transmit`]) instead.
     pub(crate) fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        self.timers().next_after(now)
+        // The same answer as `self.timers().next_after(now)`, without building the table
+        // (this runs after every operation on the stream): one call per timer with a
+        // constant argument, so each inlined `deadline_of` folds to that timer's arm.
+        let mut next: Option<Instant> = None;
+        let mut consider = |timer: Timer, at: Option<Instant>| {
+            if let Some(at) = at {
+                if (at > now || !timer.due_work_is_queued()) && next.is_none_or(|n| at < n) {
+                    next = Some(at);
+                }
+            }
+        };
+        consider(Timer::SurbRetry, self.deadline_of(Timer::SurbRetry));
+        consider(Timer::Idle, self.deadline_of(Timer::Idle));
+        consider(Timer::Keepalive, self.deadline_of(Timer::Keepalive));
+        consider(Timer::Open, self.deadline_of(Timer::Open));
+        consider(Timer::Ack, self.deadline_of(Timer::Ack));
+        consider(Timer::Suspect, self.deadline_of(Timer::Suspect));
+        consider(Timer::Retransmit, self.deadline_of(Timer::Retransmit));
+        consider(Timer::Coalesce, self.deadline_of(Timer::Coalesce));
+        consider(Timer::Linger, self.deadline_of(Timer::Linger));
+        next
     }
 
     /// Handles every timer due at `now`, in the order of [`Timer::ALL`]. Each is
@@ -57,8 +78,12 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// RTO off, so a data timeout due at the same instant waits for the new RTO).
     pub(crate) fn on_timeout(&mut self, now: Instant) {
         let _enter = self.span.clone().entered();
+        let armed = self.timers();
         for timer in Timer::ALL {
-            if self.deadline_of(timer).is_none_or(|at| at > now) {
+            // Due when the timeout began, and still due after the handlers before it.
+            if armed.get(timer).is_none_or(|at| at > now)
+                || self.deadline_of(timer).is_none_or(|at| at > now)
+            {
                 continue;
             }
             let go_on = match timer {

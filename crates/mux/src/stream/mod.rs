@@ -492,10 +492,11 @@ mod size_tests {
     /// An idle stream's memory is mostly this struct (its buffers allocate nothing
     /// while empty); the table boxes it, so hash-map slack does not multiply it.
     /// Guard against it creeping up: the per-stream budget is 2 KiB. (1,280 bytes before
-    /// the shared settings moved out of it, 1,160 before the explicit states.)
+    /// the shared settings moved out of it, 1,160 before the explicit states and the
+    /// core's bookkeeping moved to its table entry.)
     #[test]
     fn stream_state_stays_small() {
         let size = std::mem::size_of::<StreamState<[u8; 32], [u8; 16]>>();
-        assert!(size <= 1160, "StreamState grew to {size} bytes");
+        assert!(size <= 1112, "StreamState grew to {size} bytes");
     }
 }

@@ -680,3 +680,29 @@ fn a_blocked_stream_not_yet_queued_looks_again_after_the_retry() {
     assert_eq!(s.surb_wait, SurbWait::Ready);
     assert!(s.wants_transmit(retry));
 }
+
+// ----- the timer table ----------------------------------------------------------------
+
+/// `next_deadline` (computed without the table, on the hot path) agrees with the
+/// table in every fixture state, before and after time passes.
+#[test]
+fn next_deadline_is_the_tables_next_after() {
+    let now = Instant::now();
+    let mut states = vec![
+        opener_unsent(now),
+        opener_opening(now),
+        opener_established(now),
+        opener_with_data_in_flight(now, b"abc"),
+        listener(now),
+        listener_peer_finished(now, b"x"),
+    ];
+    let mut coalescing = opener_established(now);
+    let _ = coalescing.write(b"small", now);
+    states.push(coalescing);
+    for s in &states {
+        for later in [0u64, 1, 30, 3600] {
+            let t = now + Duration::from_secs(later);
+            assert_eq!(s.next_deadline(t), s.timers().next_after(t));
+        }
+    }
+}
