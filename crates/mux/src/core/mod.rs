@@ -124,9 +124,8 @@ pub struct Core<A, T> {
     cfg: MuxConfig,
     /// What every stream shares, derived once from `cfg`.
     settings: std::sync::Arc<crate::stream::StreamSettings>,
-    /// The stream table: each stream's state (boxed: an idle stream costs its state
-    /// once, not times the map's spare capacity) and the core's bookkeeping for it.
-    streams: IdMap<LocalId, Entry<A, T>>,
+    /// The stream table: each stream's state and the core's bookkeeping for it.
+    streams: IdMap<LocalId, Box<Entry<A, T>>>,
     outbound: IdMap<StreamId, LocalId>,
     inbound: HashMap<(T, StreamId), LocalId>,
     /// How many accepted streams use each wire id (under any sender tag).
@@ -529,11 +528,11 @@ where
 
     /// A stream's state, if it is in the table.
     fn stream(&self, local: LocalId) -> Option<&StreamState<A, T>> {
-        self.streams.get(&local).map(|e| &*e.state)
+        self.streams.get(&local).map(|e| &e.state)
     }
 
     fn stream_mut(&mut self, local: LocalId) -> Option<&mut StreamState<A, T>> {
-        self.streams.get_mut(&local).map(|e| &mut *e.state)
+        self.streams.get_mut(&local).map(|e| &mut e.state)
     }
 }
 

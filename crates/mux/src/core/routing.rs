@@ -313,7 +313,7 @@ where
             return;
         };
         let counted_credit = u64::from(e.counted_credit);
-        let s = &mut *e.state;
+        let s = &mut e.state;
         let reply = matches!(s.peer, Destination::Address(_));
         // Liveness needs the peer's last-heard time only coarsely: a stream heard
         // within the last 100 ms has already told its peer's session (saves a lookup

@@ -135,7 +135,7 @@ where
         }
         for local in due {
             if let Some(e) = self.streams.get_mut(&local) {
-                let s = &mut *e.state;
+                let s = &mut e.state;
                 s.peer_heard = self.peers.get(&s.peer).last_heard;
                 s.on_timeout(now);
                 self.after(local, now);

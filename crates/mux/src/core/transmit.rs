@@ -38,7 +38,7 @@ where
                 e.in_ready = false;
             }
             let counted_credit = u64::from(e.counted_credit);
-            let s = &mut *e.state;
+            let s = &mut e.state;
             let stock = match s.peer {
                 Destination::Reply(tag) => surb_stock(&tag),
                 Destination::Address(_) => None,
