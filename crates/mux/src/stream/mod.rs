@@ -34,7 +34,7 @@ use crate::rtt::RttEstimator;
 use crate::segment::Segment;
 use crate::transport::Destination;
 pub(crate) use settings::StreamSettings;
-use state::{AckDue, Handshake, RecvState, SendState, SurbWait, Teardown, Wakes};
+use state::{AckDue, Handles, Handshake, RecvState, SendState, SurbWait, Teardown, Wakes};
 use timer::{Timer, TimerTable};
 
 /// Credit an extended sender may use before the receiver's first acknowledgement.
@@ -170,10 +170,8 @@ pub(crate) struct StreamState<A, T> {
 
     // Life.
     rtt: RttEstimator,
-    /// Whether the application still holds the read half of its handle.
-    read_handle: bool,
-    /// Whether the application still holds the write half of its handle.
-    write_handle: bool,
+    /// Which halves of its handle the application still holds.
+    handles: Handles,
     finished_at: Option<Instant>,
     pub(crate) last_activity: Instant,
     wakes: Wakes,
@@ -260,8 +258,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             peer_heard: None,
             next_ping_nonce: 1,
             rtt,
-            read_handle: true,
-            write_handle: true,
+            handles: Handles::Both,
             finished_at: None,
             last_activity: now,
             wakes: Wakes::default(),
@@ -453,7 +450,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
 
     /// Whether the stream can leave the table.
     pub(crate) fn removable(&mut self, now: Instant) -> bool {
-        if self.read_handle || self.write_handle {
+        if self.handles != Handles::Dropped {
             return false;
         }
         if self.teardown.is_reset() {

@@ -74,13 +74,13 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
 
     /// The application dropped one or both halves of its handle.
     pub(crate) fn drop_handle(&mut self, read: bool, write: bool) {
-        if write && self.write_handle {
-            self.write_handle = false;
+        let before = self.handles;
+        self.handles = before.without(read, write);
+        if before.writes() && !self.handles.writes() {
             self.drop_write_handle();
         }
-        if read && self.read_handle {
+        if before.reads() && !self.handles.reads() {
             // From now on, what arrives is acknowledged and dropped.
-            self.read_handle = false;
             let dropped = self.recv_queued;
             self.recv_queue.clear();
             self.recv_queued = 0;
@@ -279,7 +279,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         let slack = self.frame_payload;
         if len > 0 && (len > budget || self.inbound_bytes() + len > self.recv_limit() + slack) {
             self.metrics.frames_refused += 1;
-            if self.peer_kind == PeerKind::Legacy && self.read_handle {
+            if self.peer_kind == PeerKind::Legacy && self.handles.reads() {
                 self.fail_read(Failure::Overrun(Overrun::Buffer));
             }
             return;
@@ -321,7 +321,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                         continue;
                     }
                     self.recv_offset += b.len() as u64;
-                    if self.read_handle {
+                    if self.handles.reads() {
                         self.recv_queued += b.len();
                         self.recv_queue.push_back(b);
                     } else {

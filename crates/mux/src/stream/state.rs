@@ -163,6 +163,39 @@ impl SurbWait {
     }
 }
 
+/// Which halves of its handle the application still holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Handles {
+    /// The whole stream (or both halves of a split).
+    Both,
+    /// Only the read half: the write half was dropped.
+    ReadOnly,
+    /// Only the write half: what arrives is acknowledged and dropped.
+    WriteOnly,
+    /// Neither: the stream leaves the table once its work is done.
+    Dropped,
+}
+
+impl Handles {
+    pub(crate) fn reads(self) -> bool {
+        matches!(self, Handles::Both | Handles::ReadOnly)
+    }
+
+    pub(crate) fn writes(self) -> bool {
+        matches!(self, Handles::Both | Handles::WriteOnly)
+    }
+
+    /// What is left after dropping the read and/or the write half.
+    pub(crate) fn without(self, read: bool, write: bool) -> Handles {
+        match (self.reads() && !read, self.writes() && !write) {
+            (true, true) => Handles::Both,
+            (true, false) => Handles::ReadOnly,
+            (false, true) => Handles::WriteOnly,
+            (false, false) => Handles::Dropped,
+        }
+    }
+}
+
 /// Application tasks the last operation should wake.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Wakes {

@@ -706,3 +706,34 @@ fn next_deadline_is_the_tables_next_after() {
         }
     }
 }
+
+// ----- handles ------------------------------------------------------------------------
+
+#[test]
+fn handles_drop_half_by_half() {
+    let h = Handles::Both;
+    assert_eq!(h.without(true, false), Handles::WriteOnly);
+    assert_eq!(h.without(false, true), Handles::ReadOnly);
+    assert_eq!(h.without(true, true), Handles::Dropped);
+    assert_eq!(Handles::ReadOnly.without(true, false), Handles::Dropped);
+    assert_eq!(Handles::ReadOnly.without(false, true), Handles::ReadOnly);
+    assert_eq!(Handles::WriteOnly.without(false, true), Handles::Dropped);
+}
+
+#[test]
+fn a_stream_stays_while_a_handle_is_held_and_leaves_after_its_linger() {
+    let now = Instant::now();
+    let mut s = opener_established(now);
+    s.shutdown();
+    let _ = s.poll_transmit(now, None);
+    s.on_frame(&header(MessageType::Ack, 0), ack(1), now, usize::MAX);
+    s.on_frame(&header(MessageType::Close, 0), close(None), now, usize::MAX);
+    while s.poll_transmit(now, None).is_some() {}
+    assert!(!s.removable(now), "the application still holds the stream");
+    s.drop_handle(true, false);
+    assert!(!s.removable(now), "the write half is still held");
+    s.drop_handle(false, true);
+    assert!(!s.removable(now), "lingers for late retransmissions");
+    let linger = s.settings.linger;
+    assert!(s.removable(now + linger));
+}
