@@ -84,7 +84,8 @@ pub fn packets_for_with(payload_per_packet: usize, payload_len: usize, kind: Mes
 /// [`SimConfig::instant`], [`SimConfig::hostile`]) and change fields as needed.
 ///
 /// Out-of-range values are clamped when the network is built ([`crate::Mixnet::new`]):
-/// probabilities to `0.0..=1.0` (NaN becomes 0), `surb_request_amount` to `10..=50`,
+/// probabilities to `0.0..=1.0` (NaN becomes 0), the SURB request size to at least 1 (and
+/// its maximum to at least its minimum), `surb_check_interval` to at least 1 ms, and
 /// `payload_per_packet`, `outbound_queue_packets` and `inbound_queue_messages` to at least 1.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SimConfig {
@@ -117,13 +118,33 @@ pub struct SimConfig {
     pub reply_max_retries: u32,
     /// Probability that a delivered application message is delivered a second time. Default 0.
     pub duplicate_probability: f64,
-    /// A replier whose SURB stock for a tag falls below this while replying asks the opener
-    /// for more. Default 10.
-    pub surb_low_watermark: u32,
-    /// How many SURBs such a request asks for (clamped to 10..=50). Default 20.
-    pub surb_request_amount: u32,
-    /// A reply waiting for SURBs longer than this is dropped (counted in `replies_dropped`).
-    /// Default 5 min.
+    /// SURBs a replier keeps in reserve per sender tag: a reply packet leaves only while the
+    /// tag's stock is above this (the rest of the reply waits), and only the client's own
+    /// SURB requests spend from the reserve. nym-client-core's ephemeral reply storage (what
+    /// `connect_new` uses) hard-codes 20 (surb-storage `backend/mod.rs`). Default 20.
+    pub reply_surb_reserve: u32,
+    /// The replier asks the opener for more SURBs when its stock plus the SURBs already asked
+    /// for is below both this and (reply packets waiting + `reply_surb_reserve`); 0 turns the
+    /// client's own requests off. Nym's ephemeral storage: 200. Default 200.
+    pub reply_surb_max_stock: u32,
+    /// Smallest and largest SURB request: the waiting reply packets, at least `min`, at
+    /// most `max`. Nym's defaults: 10 and 50. Default (10, 50).
+    pub surb_request_size: (u32, u32),
+    /// Most SURBs an opener sends in answer to one request, in messages of at most 100.
+    /// Nym's `maximum_allowed_reply_surb_request_size`: 500. Default 500.
+    pub surb_answer_max: u32,
+    /// How often a replier with waiting replies checks on them. Nym: every 5 s. Default 5 s.
+    pub surb_check_interval: Duration,
+    /// A check asks again when no SURB arrived for this long. Nym's
+    /// `maximum_reply_surb_rerequest_waiting_period`: 10 s. Default 10 s.
+    pub surb_rerequest_after: Duration,
+    /// Checks that asked again before the tag's waiting replies are dropped (the next check
+    /// drops them; any SURB arriving starts the count over). Nym's
+    /// `maximum_reply_surbs_rerequests`: 5. Default 5.
+    pub surb_max_rerequests: u32,
+    /// Waiting replies of a tag from which no SURB arrived for this long are dropped at the
+    /// next check (counted in `replies_dropped`). Nym's
+    /// `maximum_reply_surb_drop_waiting_period`: 5 min. Default 5 min.
     pub reply_wait_timeout: Duration,
     /// Bound, in packets, of a client's send queue (including replies waiting for SURBs):
     /// `poll_ready` is pending while the queue holds this many. Default 1024.
@@ -161,8 +182,13 @@ impl SimConfig {
             retransmit_timeout: Duration::from_millis(1500),
             reply_max_retries: 10,
             duplicate_probability: 0.0,
-            surb_low_watermark: 10,
-            surb_request_amount: 20,
+            reply_surb_reserve: 20,
+            reply_surb_max_stock: 200,
+            surb_request_size: (10, 50),
+            surb_answer_max: 500,
+            surb_check_interval: Duration::from_secs(5),
+            surb_rerequest_after: Duration::from_secs(10),
+            surb_max_rerequests: 5,
             reply_wait_timeout: Duration::from_secs(300),
             outbound_queue_packets: 1024,
             inbound_queue_messages: 4096,
@@ -257,7 +283,9 @@ impl SimConfig {
         if !self.link_sigma.is_finite() || self.link_sigma < 0.0 {
             self.link_sigma = 0.0;
         }
-        self.surb_request_amount = self.surb_request_amount.clamp(10, 50);
+        self.surb_request_size.0 = self.surb_request_size.0.max(1);
+        self.surb_request_size.1 = self.surb_request_size.1.max(self.surb_request_size.0);
+        self.surb_check_interval = self.surb_check_interval.max(Duration::from_millis(1));
         self.payload_per_packet = self.payload_per_packet.max(1);
         self.outbound_queue_packets = self.outbound_queue_packets.max(1);
         self.inbound_queue_messages = self.inbound_queue_messages.max(1);

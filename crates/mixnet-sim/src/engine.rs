@@ -27,6 +27,10 @@ pub(crate) type ClientId = usize;
 /// Payload size a SURB request is modelled with (it fits one reply packet).
 const SURB_REQUEST_LEN: usize = 8;
 
+/// Most SURBs an opener's answer carries per message (nym's sender controller sends an
+/// answer in chunks of 100).
+const SURBS_PER_ANSWER: u32 = 100;
+
 /// Longest delay the engine ever schedules, so instant arithmetic cannot overflow.
 const MAX_DELAY: Duration = Duration::from_secs(10 * 365 * 86_400);
 
@@ -38,12 +42,9 @@ enum Event {
     Retransmit { msg: u64, attempt: u32 },
     /// The last fragment of a message arrived.
     Deliver { msg: u64, duplicate: bool },
-    /// A reply has waited for SURBs too long.
-    ReplyTimeout {
-        client: ClientId,
-        tag: SenderTag,
-        pending: u64,
-    },
+    /// A replier's periodic look at the replies of `tag` waiting for SURBs: it asks the
+    /// opener again, or drops them (nym's `inspect_stale_pending_data`).
+    SurbCheck { client: ClientId, tag: SenderTag },
 }
 
 struct Scheduled {
@@ -128,18 +129,43 @@ struct QueueEntry {
     attempt: u32,
 }
 
+/// Reply packets of one message waiting for SURBs.
 struct PendingReply {
-    id: u64,
     msg: u64,
     need: u32,
     attempt: u32,
 }
 
-#[derive(Default)]
+/// A replier's state for one sender tag (nym's per-tag reply storage and queue).
 struct TagState {
+    /// SURBs held.
     stock: u32,
+    /// Reply packets waiting for SURBs, oldest first (retransmissions go first).
     waiting: VecDeque<PendingReply>,
-    request_in_flight: bool,
+    /// Sum of `need` over `waiting`.
+    waiting_packets: u32,
+    /// SURBs asked for and not yet received.
+    pending_reception: u32,
+    /// When SURBs last arrived for this tag (any message carrying them).
+    last_received: Instant,
+    /// Checks that asked again since SURBs last arrived.
+    rerequests: u32,
+    /// Whether a `SurbCheck` is scheduled.
+    check_armed: bool,
+}
+
+impl TagState {
+    fn new(now: Instant) -> Self {
+        TagState {
+            stock: 0,
+            waiting: VecDeque::new(),
+            waiting_packets: 0,
+            pending_reception: 0,
+            last_received: now,
+            rerequests: 0,
+            check_armed: false,
+        }
+    }
 }
 
 struct ClientState {
@@ -176,7 +202,6 @@ pub(crate) struct Engine {
     tag_opener: FastMap<SenderTag, ClientId>,
     msgs: FastMap<u64, Msg>,
     next_msg: u64,
-    next_pending: u64,
     to_wake: Vec<Waker>,
     lag: DriverLag,
 }
@@ -224,7 +249,6 @@ impl Engine {
             tag_opener: FastMap::default(),
             msgs: FastMap::default(),
             next_msg: 0,
-            next_pending: 0,
             to_wake: Vec::new(),
             lag: DriverLag::default(),
         }
@@ -274,11 +298,7 @@ impl Engine {
                 Event::Tick(c) => self.on_tick(c, s.at),
                 Event::Retransmit { msg, attempt } => self.on_retransmit(msg, attempt, s.at),
                 Event::Deliver { msg, duplicate } => self.on_deliver(msg, duplicate, s.at),
-                Event::ReplyTimeout {
-                    client,
-                    tag,
-                    pending,
-                } => self.on_reply_timeout(client, tag, pending, s.at),
+                Event::SurbCheck { client, tag } => self.on_surb_check(client, tag, s.at),
             }
         }
     }
@@ -342,10 +362,17 @@ impl Engine {
         id
     }
 
-    /// SURBs held for every tag this client has seen.
+    /// For every tag this client has seen, the SURBs replies may use now (as
+    /// [`Self::surbs_available`]).
     pub(crate) fn surb_stocks(&self, c: ClientId) -> Vec<(SenderTag, u32)> {
+        let reserve = self.cfg.reply_surb_reserve;
         self.client(c)
-            .map(|s| s.tags.iter().map(|(t, ts)| (*t, ts.stock)).collect())
+            .map(|s| {
+                s.tags
+                    .iter()
+                    .map(|(t, ts)| (*t, ts.stock.saturating_sub(reserve)))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -385,10 +412,11 @@ impl Engine {
         self.by_addr.get(a).copied()
     }
 
+    /// SURBs of `tag` that replies may use now: the stock above the reserve.
     pub(crate) fn surbs_available(&self, c: ClientId, tag: &SenderTag) -> u32 {
         self.client(c)
             .and_then(|s| s.tags.get(tag))
-            .map_or(0, |t| t.stock)
+            .map_or(0, |t| t.stock.saturating_sub(self.cfg.reply_surb_reserve))
     }
 
     /// Ok(true): room in the send queue. Ok(false): full, waker stored.
@@ -724,19 +752,10 @@ impl Engine {
         let Some(m) = self.msgs.remove(&msg) else {
             return;
         };
-        match m.body {
-            Body::SurbRequest => {
-                if let Some(tag) = m.reply_via {
-                    self.request_finished(m.from, tag);
-                }
-            }
-            _ => self.stats[m.from].replies_dropped += 1,
-        }
-    }
-
-    fn request_finished(&mut self, c: ClientId, tag: SenderTag) {
-        if let Some(ts) = self.client_mut(c).and_then(|s| s.tags.get_mut(&tag)) {
-            ts.request_in_flight = false;
+        // A SURB request given up leaves what it asked for counted as pending, as in
+        // nym, until a check asks again (which forgets it).
+        if m.body != Body::SurbRequest {
+            self.stats[m.from].replies_dropped += 1;
         }
     }
 
@@ -749,7 +768,8 @@ impl Engine {
         }
     }
 
-    /// Queue `need` reply packets of `msg` behind the SURB stock of `tag`.
+    /// Queue `need` reply packets of `msg` behind the SURB stock of `tag` (a retransmission,
+    /// `attempt > 0`, goes first, as nym sends buffered retransmissions before the queue).
     fn queue_reply(
         &mut self,
         c: ClientId,
@@ -759,8 +779,6 @@ impl Engine {
         attempt: u32,
         at: Instant,
     ) {
-        let id = self.next_pending;
-        self.next_pending += 1;
         let Some(s) = self.clients.get_mut(c).and_then(Option::as_mut) else {
             self.msgs.remove(&msg);
             return;
@@ -770,33 +788,21 @@ impl Engine {
             return;
         };
         s.queued_packets += need as usize;
-        ts.waiting.push_back(PendingReply {
-            id,
-            msg,
-            need,
-            attempt,
-        });
-        self.drain_replies(c, tag, at);
-        let still_waiting = self
-            .client(c)
-            .and_then(|s| s.tags.get(&tag))
-            .and_then(|ts| ts.waiting.back())
-            .is_some_and(|p| p.id == id);
-        if still_waiting {
-            let when = Self::later(at, self.cfg.reply_wait_timeout);
-            self.timeline.push(
-                when,
-                Event::ReplyTimeout {
-                    client: c,
-                    tag,
-                    pending: id,
-                },
-            );
+        let p = PendingReply { msg, need, attempt };
+        if attempt > 0 {
+            ts.waiting.push_front(p);
+        } else {
+            ts.waiting.push_back(p);
         }
+        ts.waiting_packets += need;
+        self.drain_replies(c, tag, at);
+        self.arm_surb_check(c, tag, at);
     }
 
-    /// Send waiting replies of `tag`, oldest first, while the SURB stock covers them.
+    /// Send waiting reply packets of `tag`, oldest first, while the stock is above the
+    /// reserve (a reply may leave in parts, as nym sends what the stock allows).
     fn drain_replies(&mut self, c: ClientId, tag: SenderTag, at: Instant) {
+        let reserve = self.cfg.reply_surb_reserve;
         loop {
             let head = {
                 let Some(s) = self.clients.get_mut(c).and_then(Option::as_mut) else {
@@ -805,18 +811,25 @@ impl Engine {
                 let Some(ts) = s.tags.get_mut(&tag) else {
                     return;
                 };
-                match ts.waiting.front() {
+                let usable = ts.stock.saturating_sub(reserve);
+                match ts.waiting.front_mut() {
                     None => Head::Done,
                     Some(p) if !self.msgs.contains_key(&p.msg) => {
                         s.queued_packets = s.queued_packets.saturating_sub(p.need as usize);
+                        ts.waiting_packets -= p.need;
                         ts.waiting.pop_front();
                         Head::Skip
                     }
-                    Some(p) if p.need > ts.stock => Head::Done,
+                    Some(_) if usable == 0 => Head::Done,
                     Some(p) => {
-                        ts.stock -= p.need;
-                        let h = Head::Send(p.msg, p.need, p.attempt);
-                        ts.waiting.pop_front();
+                        let k = p.need.min(usable);
+                        ts.stock -= k;
+                        ts.waiting_packets -= k;
+                        p.need -= k;
+                        let h = Head::Send(p.msg, k, p.attempt);
+                        if p.need == 0 {
+                            ts.waiting.pop_front();
+                        }
                         h
                     }
                 }
@@ -824,32 +837,46 @@ impl Engine {
             match head {
                 Head::Done => return,
                 Head::Skip => self.wake_ready_if_room(c),
-                Head::Send(msg, need, attempt) => {
-                    self.stats[c].surbs_used += u64::from(need);
-                    self.enqueue(c, msg, need, attempt, at, true);
+                Head::Send(msg, k, attempt) => {
+                    self.stats[c].surbs_used += u64::from(k);
+                    self.enqueue(c, msg, k, attempt, at, true);
                 }
             }
         }
     }
 
-    /// Ask the opener of `tag` for more SURBs if the stock is low and no request is out.
-    ///
-    /// The request is a reply: it spends one SURB when the stock holds one; with an empty stock
-    /// it still goes out (the real client keeps SURBs in reserve for exactly this), costing a
-    /// packet but no counted SURB.
+    /// Ask the opener of `tag` for more SURBs when nym's client would: the stock plus what
+    /// was asked for is below both `reply_surb_max_stock` and (waiting packets + reserve).
     fn maybe_request_surbs(&mut self, c: ClientId, tag: SenderTag, at: Instant) {
-        let (low, amount) = (self.cfg.surb_low_watermark, self.cfg.surb_request_amount);
-        let Some(&opener) = self.tag_opener.get(&tag) else {
+        let (reserve, max_stock) = (self.cfg.reply_surb_reserve, self.cfg.reply_surb_max_stock);
+        let Some(ts) = self.client(c).and_then(|s| s.tags.get(&tag)) else {
             return;
         };
-        let Some(ts) = self.client_mut(c).and_then(|s| s.tags.get_mut(&tag)) else {
-            return;
-        };
-        if ts.request_in_flight || ts.stock >= low {
+        let have = ts.stock.saturating_add(ts.pending_reception);
+        if have >= max_stock || have >= ts.waiting_packets.saturating_add(reserve) {
             return;
         }
-        ts.request_in_flight = true;
-        self.take_surb_if_any(c, tag);
+        self.request_surbs(c, tag, at);
+    }
+
+    /// Sends one SURB request for `tag` (its size: the waiting packets within the
+    /// configured range). It is a reply that spends a reserve SURB, ignoring the reserve;
+    /// with no SURB at all nothing can be sent. Returns whether it went out.
+    fn request_surbs(&mut self, c: ClientId, tag: SenderTag, at: Instant) -> bool {
+        let (min, max) = self.cfg.surb_request_size;
+        let Some(&opener) = self.tag_opener.get(&tag) else {
+            return false;
+        };
+        let Some(ts) = self.client_mut(c).and_then(|s| s.tags.get_mut(&tag)) else {
+            return false;
+        };
+        if ts.stock == 0 {
+            return false;
+        }
+        let amount = ts.waiting_packets.clamp(min, max);
+        ts.stock -= 1;
+        ts.pending_reception = ts.pending_reception.saturating_add(amount);
+        self.stats[c].surbs_used += 1;
         self.stats[c].surbs_requested += u64::from(amount);
         let packets = self.cfg.packets_for(SURB_REQUEST_LEN, MessageKind::Reply);
         let msg = self.new_msg(Msg {
@@ -864,48 +891,101 @@ impl Engine {
             latest: at,
         });
         self.enqueue(c, msg, packets, 0, at, false);
+        true
     }
 
-    fn on_reply_timeout(&mut self, c: ClientId, tag: SenderTag, pending: u64, at: Instant) {
-        let removed = {
+    /// Schedules the next look at `tag`'s waiting replies, unless one is due already.
+    fn arm_surb_check(&mut self, c: ClientId, tag: SenderTag, at: Instant) {
+        let every = self.cfg.surb_check_interval;
+        let Some(ts) = self.client_mut(c).and_then(|s| s.tags.get_mut(&tag)) else {
+            return;
+        };
+        if ts.check_armed || ts.waiting.is_empty() {
+            return;
+        }
+        ts.check_armed = true;
+        self.timeline
+            .push(Self::later(at, every), Event::SurbCheck { client: c, tag });
+    }
+
+    /// Nym's look at stale pending replies: after `surb_rerequest_after` without SURBs it
+    /// asks again on every check, and once it asked `surb_max_rerequests` times (or no SURB
+    /// came for `reply_wait_timeout`) it drops every waiting reply of the tag.
+    fn on_surb_check(&mut self, c: ClientId, tag: SenderTag, at: Instant) {
+        let (after, max, drop_after) = (
+            self.cfg.surb_rerequest_after,
+            self.cfg.surb_max_rerequests,
+            self.cfg.reply_wait_timeout,
+        );
+        let Some(ts) = self.client_mut(c).and_then(|s| s.tags.get_mut(&tag)) else {
+            return;
+        };
+        ts.check_armed = false;
+        if ts.waiting.is_empty() {
+            return;
+        }
+        let silent = at.saturating_duration_since(ts.last_received);
+        if ts.rerequests > max || silent > drop_after {
+            self.drop_waiting_replies(c, tag);
+            return;
+        }
+        if silent > after {
+            ts.rerequests += 1;
+            self.request_surbs(c, tag, at);
+            // Nym forgets what it asked for before: the next check may ask again.
+            if let Some(ts) = self.client_mut(c).and_then(|s| s.tags.get_mut(&tag)) {
+                ts.pending_reception = 0;
+            }
+        }
+        self.arm_surb_check(c, tag, at);
+    }
+
+    /// Drops every reply of `tag` still waiting for SURBs (counted in `replies_dropped`).
+    fn drop_waiting_replies(&mut self, c: ClientId, tag: SenderTag) {
+        let dropped = {
             let Some(s) = self.clients.get_mut(c).and_then(Option::as_mut) else {
                 return;
             };
             let Some(ts) = s.tags.get_mut(&tag) else {
                 return;
             };
-            let Some(pos) = ts.waiting.iter().position(|p| p.id == pending) else {
-                return;
-            };
-            let Some(p) = ts.waiting.remove(pos) else {
-                return;
-            };
-            s.queued_packets = s.queued_packets.saturating_sub(p.need as usize);
-            p.msg
+            let waiting = std::mem::take(&mut ts.waiting);
+            s.queued_packets = s.queued_packets.saturating_sub(ts.waiting_packets as usize);
+            ts.waiting_packets = 0;
+            waiting
         };
-        tracing::debug!(client = c, %tag, "reply dropped after waiting for SURBs");
-        self.give_up_reply(removed);
+        tracing::debug!(client = c, %tag, replies = dropped.len(), "waiting replies dropped: no SURBs came");
+        for p in dropped {
+            self.give_up_reply(p.msg);
+        }
         self.wake_ready_if_room(c);
-        // The head may have changed: later replies might fit the stock now.
-        self.drain_replies(c, tag, at);
     }
 
-    /// Credit SURBs that arrived for `tag` at client `c`, then let waiting replies go.
-    fn credit_surbs(&mut self, c: ClientId, tag: SenderTag, surbs: u32, at: Instant) {
+    /// Credit SURBs that arrived for `tag` at client `c` (`answered`: in answer to our
+    /// request), then let waiting replies go and ask again if nym's rule says so.
+    fn credit_surbs(
+        &mut self,
+        c: ClientId,
+        tag: SenderTag,
+        surbs: u32,
+        answered: bool,
+        at: Instant,
+    ) {
         let Some(s) = self.client_mut(c) else {
             return;
         };
-        let ts = s.tags.entry(tag).or_default();
+        let ts = s.tags.entry(tag).or_insert_with(|| TagState::new(at));
         ts.stock = ts.stock.saturating_add(surbs);
+        if surbs > 0 {
+            ts.last_received = at;
+            ts.rerequests = 0;
+        }
+        if answered {
+            ts.pending_reception = ts.pending_reception.saturating_sub(surbs);
+        }
         self.stats[c].surbs_received += u64::from(surbs);
         self.drain_replies(c, tag, at);
-        let waiting = self
-            .client(c)
-            .and_then(|s| s.tags.get(&tag))
-            .is_some_and(|ts| !ts.waiting.is_empty());
-        if waiting {
-            self.maybe_request_surbs(c, tag, at);
-        }
+        self.maybe_request_surbs(c, tag, at);
     }
 
     fn on_deliver(&mut self, msg: u64, duplicate: bool, at: Instant) {
@@ -919,18 +999,13 @@ impl Engine {
             .filter(|&id| self.is_connected(id));
         let Some(to) = to else {
             self.stats[m.from].messages_dropped += 1;
-            if m.body == Body::SurbRequest {
-                if let Some(tag) = m.reply_via {
-                    self.request_finished(m.from, tag);
-                }
-            }
             return;
         };
         match m.body {
             Body::App => {
                 if !duplicate {
                     if let Some(tag) = m.tag {
-                        self.credit_surbs(to, tag, m.surbs, at);
+                        self.credit_surbs(to, tag, m.surbs, false, at);
                     }
                 }
                 let cap = self.cfg.inbound_queue_messages;
@@ -967,37 +1042,42 @@ impl Engine {
                 }
             }
             Body::SurbRequest => {
-                // `to` is the opener: answer with a message carrying the SURBs.
+                // `to` is the opener: its client answers on its own, with at most
+                // `surb_answer_max` SURBs in messages of at most 100 (nym's sender
+                // controller).
                 let Some(tag) = m.reply_via else {
                     return;
                 };
-                let amount = m.surbs;
-                let packets = self.cfg.packets_for(
-                    0,
-                    MessageKind::Anonymous {
-                        reply_surbs: amount,
-                    },
-                );
-                self.stats[to].surbs_attached += u64::from(amount);
-                let refill = self.new_msg(Msg {
-                    from: to,
-                    to: self.addrs[m.from],
-                    body: Body::SurbRefill,
-                    payload: Bytes::new(),
-                    tag: Some(tag),
-                    surbs: amount,
-                    reply_via: None,
-                    pending: packets,
-                    latest: at,
-                });
-                self.enqueue(to, refill, packets, 0, at, false);
+                let mut left = m.surbs.min(self.cfg.surb_answer_max);
+                while left > 0 {
+                    let amount = left.min(SURBS_PER_ANSWER);
+                    left -= amount;
+                    let packets = self.cfg.packets_for(
+                        0,
+                        MessageKind::Anonymous {
+                            reply_surbs: amount,
+                        },
+                    );
+                    self.stats[to].surbs_attached += u64::from(amount);
+                    let refill = self.new_msg(Msg {
+                        from: to,
+                        to: self.addrs[m.from],
+                        body: Body::SurbRefill,
+                        payload: Bytes::new(),
+                        tag: Some(tag),
+                        surbs: amount,
+                        reply_via: None,
+                        pending: packets,
+                        latest: at,
+                    });
+                    self.enqueue(to, refill, packets, 0, at, false);
+                }
             }
             Body::SurbRefill => {
                 let Some(tag) = m.tag else {
                     return;
                 };
-                self.request_finished(to, tag);
-                self.credit_surbs(to, tag, m.surbs, at);
+                self.credit_surbs(to, tag, m.surbs, true, at);
             }
         }
     }

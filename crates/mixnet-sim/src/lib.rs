@@ -18,8 +18,10 @@
 //!   times).
 //! - **Reply SURBs and sender tags.** Anonymous messages carry single-use reply SURBs; the
 //!   receiver sees only a 16-byte [`SenderTag`] (stable per sender/recipient pair), keeps a
-//!   SURB stock per tag, spends one per reply packet, and asks the opener for more when it
-//!   runs low. Replies without SURBs wait, and are dropped after 5 minutes.
+//!   SURB stock per tag, keeps 20 in reserve, spends one per reply packet, and asks the
+//!   opener for more on its own (the opener's client answers on its own), as
+//!   nym-client-core 1.21.6 does. Replies without SURBs wait; after six unanswered
+//!   re-requests (about 45 s without a SURB) they are dropped.
 //!
 //! Every random choice comes from one seeded ChaCha generator and every delay runs on tokio's
 //! clock, so under `start_paused` a run replays exactly and simulated hours pass in seconds.
@@ -44,12 +46,13 @@
 //!     let mut alice = net.connect();
 //!     let mut bob = net.connect();
 //!
-//!     // Alice writes anonymously, attaching 5 reply SURBs.
+//!     // Alice writes anonymously, attaching 25 reply SURBs.
 //!     alice.reserve().await?;
-//!     alice.send_anonymous(bob.address(), Bytes::from_static(b"hello bob"), 5)?;
+//!     alice.send_anonymous(bob.address(), Bytes::from_static(b"hello bob"), 25)?;
 //!     let msg = bob.recv().await.expect("bob is connected");
 //!     assert_eq!(&msg.payload[..], b"hello bob");
 //!     let tag = msg.sender_tag.expect("anonymous messages carry a sender tag");
+//!     // Like the real client, Bob keeps 20 of them in reserve for his own SURB requests.
 //!     assert_eq!(bob.surbs_available(&tag), 5);
 //!
 //!     // Bob answers without ever learning Alice's address.
@@ -381,9 +384,12 @@ impl SimClient {
     }
 
     /// Reply to the sender of an anonymous message through its tag. Each reply packet spends
-    /// one SURB from the stock for `tag`; when the stock is short the reply waits (in order
-    /// with other replies to that tag) and is dropped after `reply_wait_timeout`. A low stock
-    /// makes this client ask the opener for more. Arrives with `sender_tag: None`.
+    /// one SURB from the stock for `tag`, and only while the stock is above the reserve
+    /// (`reply_surb_reserve`); the rest of the reply waits, in order with other replies to
+    /// that tag. Like nym's client, this client asks the opener for more SURBs on its own,
+    /// asks again while replies wait and no SURB comes, and drops the waiting replies after
+    /// `surb_max_rerequests` such requests (or `reply_wait_timeout`). Nothing tells the
+    /// caller: the reply is accepted either way. Arrives with `sender_tag: None`.
     pub fn send_reply(&mut self, tag: SenderTag, payload: Bytes) -> Result<(), SimError> {
         match &mut self.inner {
             ClientInner::Local(c) => {
@@ -412,9 +418,9 @@ impl SimClient {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    /// SURBs currently held for replies to `tag` (0 for unknown tags). A hub client knows
-    /// the figure the hub last reported (with every message from the tag, and every
-    /// 100 ms when it changed), less the replies sent since.
+    /// SURBs replies to `tag` may use now: the stock above the reserve (0 for unknown
+    /// tags). A hub client knows the figure the hub last reported (with every message from
+    /// the tag, and every 100 ms when it changed), less the replies sent since.
     pub fn surbs_available(&self, tag: &SenderTag) -> u32 {
         match &self.inner {
             ClientInner::Local(c) => c.shared.lock().surbs_available(c.id, tag),
@@ -422,7 +428,7 @@ impl SimClient {
         }
     }
 
-    /// SURBs held for every sender tag this client has seen (for the hub's updates).
+    /// Usable SURBs for every sender tag this client has seen (for the hub's updates).
     pub(crate) fn surb_stocks(&self) -> Vec<(SenderTag, u32)> {
         match &self.inner {
             ClientInner::Local(c) => c.shared.lock().surb_stocks(c.id),

@@ -104,9 +104,10 @@ fn packet_arithmetic_matches_the_model() {
 
 #[tokio::test(start_paused = true)]
 async fn regular_anonymous_and_reply_round_trip_in_instant_mode() {
-    // Watermark 0: no automatic SURB requests, so the accounting below is exact.
+    // No reserve and no automatic SURB requests, so the accounting below is exact.
     let net = Mixnet::new(SimConfig {
-        surb_low_watermark: 0,
+        reply_surb_reserve: 0,
+        reply_surb_max_stock: 0,
         ..SimConfig::instant()
     });
     let mut a = net.connect();
@@ -197,12 +198,10 @@ async fn receiver_never_learns_the_sender_and_tags_differ_per_pair() {
 #[tokio::test(start_paused = true)]
 async fn replies_stall_without_surbs_until_more_arrive() {
     let cfg = SimConfig {
-        surb_low_watermark: 0,
-        ..SimConfig::realistic()
-    };
-    let cfg = SimConfig {
+        reply_surb_reserve: 0,
+        reply_surb_max_stock: 0,
         loss_probability: 0.0,
-        ..cfg
+        ..SimConfig::realistic()
     };
     let net = Mixnet::new(cfg);
     let mut a = net.connect();
@@ -212,19 +211,20 @@ async fn replies_stall_without_surbs_until_more_arrive() {
     let tag = b.recv().await.and_then(|m| m.sender_tag).expect("tag");
     assert_eq!(b.surbs_available(&tag), 2);
 
-    // Needs 3 packets = 3 SURBs: waits, and auto-requests are off (watermark 0).
+    // Needs 3 packets = 3 SURBs: two leave (as nym sends what the stock allows), the
+    // third waits, and the client's own requests are off.
     let big = payload(1, 4000);
     assert_eq!(packets_for(big.len(), MessageKind::Reply), 3);
     b.send_reply(tag, big.clone()).expect("queued");
     // A later small reply must not overtake the waiting one (FIFO per tag).
     b.send_reply(tag, payload(2, 10)).expect("queued");
     assert!(
-        recv_within(&mut a, Duration::from_secs(60)).await.is_none(),
+        recv_within(&mut a, Duration::from_secs(5)).await.is_none(),
         "stalled"
     );
-    assert_eq!(b.surbs_available(&tag), 2);
-    assert_eq!(b.stats().surbs_used, 0);
-    assert_eq!(b.stats().packets_sent, 0);
+    assert_eq!(b.surbs_available(&tag), 0);
+    assert_eq!(b.stats().surbs_used, 2);
+    assert_eq!(b.stats().packets_sent, 2);
 
     a.send_anonymous(b.address(), Bytes::from_static(b"more"), 5)
         .expect("send");
@@ -248,11 +248,13 @@ async fn replies_stall_without_surbs_until_more_arrive() {
     assert_eq!(b.stats().surbs_requested, 0);
 }
 
+/// Nym's rule: the replier asks while its stock plus what it asked for is below the
+/// waiting packets plus its reserve, 10 to 50 SURBs at a time, each request spending a
+/// reserve SURB; the reply leaves once the stock is above the reserve.
 #[tokio::test(start_paused = true)]
-async fn low_stock_triggers_an_automatic_refill_from_the_opener() {
+async fn a_stock_at_the_reserve_asks_the_opener_until_the_reply_can_leave() {
     let cfg = SimConfig {
         loss_probability: 0.0,
-        surb_request_amount: 30,
         ..SimConfig::realistic()
     };
     let net = Mixnet::new(cfg.clone());
@@ -261,62 +263,104 @@ async fn low_stock_triggers_an_automatic_refill_from_the_opener() {
     a.send_anonymous(b.address(), Bytes::from_static(b"q"), 2)
         .expect("send");
     let tag = b.recv().await.and_then(|m| m.sender_tag).expect("tag");
+    assert_eq!(b.surbs_available(&tag), 0, "2 SURBs are all reserve");
 
     let start = Instant::now();
     let big = payload(9, 4000);
     b.send_reply(tag, big.clone()).expect("queued");
     let r = recv_within(&mut a, Duration::from_secs(60))
         .await
-        .expect("reply after refill");
+        .expect("reply after refills");
     assert_eq!(r.payload, big);
-    // It took a request (B -> A) and a refill (A -> B) before the reply could leave.
+    // Three requests and answers (each a round trip) before the stock passed the reserve.
     assert!(
-        start.elapsed() >= Duration::from_millis(100),
+        start.elapsed() >= Duration::from_millis(600),
         "{:?}",
         start.elapsed()
     );
-
+    // stock 2 -> request (1 left, asks 10) -> 11 -> request (10) -> 20 -> request (19)
+    // -> 29: 9 above the reserve, the 3 reply packets leave, 26 stay (6 usable).
     let sb = b.stats();
     let sa = a.stats();
     assert_eq!(sb.surbs_requested, 30);
     assert_eq!(sb.surbs_received, 32);
-    // One SURB for the request itself, three for the reply.
-    assert_eq!(sb.surbs_used, 4);
-    assert_eq!(b.surbs_available(&tag), 28);
+    assert_eq!(sb.surbs_used, 3 + 3, "three requests, three reply packets");
+    assert_eq!(b.surbs_available(&tag), 6);
     assert_eq!(sa.surbs_attached, 32);
-    // The refill costs the opener real packets: 1 for the question's answer carrying 30 SURBs.
-    let refill = packets_for(0, MessageKind::Anonymous { reply_surbs: 30 });
+    // The answers cost the opener real packets.
+    let answer = packets_for(0, MessageKind::Anonymous { reply_surbs: 10 });
     assert_eq!(
         sa.packets_sent,
-        u64::from(packets_for(1, MessageKind::Anonymous { reply_surbs: 2 }) + refill)
+        u64::from(packets_for(1, MessageKind::Anonymous { reply_surbs: 2 }) + 3 * answer)
     );
-    assert_eq!(sb.packets_sent, 1 + 3);
-    // The refill is not shown to the application.
+    assert_eq!(sb.packets_sent, 3 + 3);
+    // The answers are not shown to the application.
     assert!(recv_within(&mut b, Duration::from_secs(10)).await.is_none());
 }
 
+/// With no SURB at all the client cannot even ask (its request is a reply): it counts its
+/// re-requests every check, and drops the waiting reply at the check after the sixth,
+/// about 45 s after the last SURB (nym's `inspect_stale_pending_data`).
 #[tokio::test(start_paused = true)]
-async fn request_goes_out_even_with_an_empty_stock() {
+async fn a_reply_without_any_surb_is_dropped_after_the_rerequests() {
     let net = Mixnet::new(SimConfig::instant());
     let mut a = net.connect();
     let mut b = net.connect();
     a.send_anonymous(b.address(), Bytes::from_static(b"q"), 0)
         .expect("send");
     let tag = b.recv().await.and_then(|m| m.sender_tag).expect("tag");
-    assert_eq!(b.surbs_available(&tag), 0);
-    b.send_reply(tag, Bytes::from_static(b"r")).expect("queued");
-    assert_eq!(
-        a.recv().await.map(|m| m.payload),
-        Some(Bytes::from_static(b"r"))
-    );
-    assert_eq!(b.stats().surbs_used, 1, "only the reply spent a SURB");
-    assert_eq!(b.surbs_available(&tag), 19);
+    let start = Instant::now();
+    b.send_reply(tag, Bytes::from_static(b"r"))
+        .expect("accepted");
+    tokio::time::sleep(Duration::from_secs(39)).await;
+    assert_eq!(b.stats().replies_dropped, 0, "still waiting at 39 s");
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(b.stats().replies_dropped, 1, "dropped by 50 s");
+    assert_eq!(b.stats().packets_sent, 0, "nothing could leave");
+    assert!(recv_within(&mut a, Duration::from_secs(1)).await.is_none());
+    assert!(start.elapsed() >= Duration::from_secs(50));
+}
+
+/// Every SURB that arrives starts the count of re-requests over: a replier whose opener
+/// keeps answering never drops its waiting replies.
+#[tokio::test(start_paused = true)]
+async fn arriving_surbs_reset_the_rerequest_count() {
+    // The opener never answers, so only the trickle below brings SURBs.
+    let cfg = SimConfig {
+        surb_answer_max: 0,
+        ..SimConfig::instant()
+    };
+    let net = Mixnet::new(cfg);
+    let mut a = net.connect();
+    let mut b = net.connect();
+    a.send_anonymous(b.address(), Bytes::new(), 0)
+        .expect("send");
+    let tag = b.recv().await.and_then(|m| m.sender_tag).expect("tag");
+    b.send_reply(tag, Bytes::from_static(b"waits"))
+        .expect("accepted");
+    // A trickle of SURBs below the reserve, every 30 s, for two minutes.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        a.send_anonymous(b.address(), Bytes::new(), 1)
+            .expect("send");
+        let _ = b.recv().await;
+    }
+    assert_eq!(b.stats().replies_dropped, 0);
+    // Enough to pass the reserve: the reply leaves.
+    a.send_anonymous(b.address(), Bytes::new(), 30)
+        .expect("send");
+    let _ = b.recv().await;
+    let r = recv_within(&mut a, Duration::from_secs(5))
+        .await
+        .expect("reply");
+    assert_eq!(&r.payload[..], b"waits");
 }
 
 #[tokio::test(start_paused = true)]
 async fn waiting_reply_is_dropped_after_the_timeout() {
     let cfg = SimConfig {
-        surb_low_watermark: 0,
+        reply_surb_reserve: 0,
+        reply_surb_max_stock: 0,
         ..SimConfig::instant()
     };
     let net = Mixnet::new(cfg);
@@ -462,9 +506,12 @@ async fn too_large_messages_are_refused() {
 
 #[tokio::test(start_paused = true)]
 async fn duplicates_knob_delivers_twice() {
+    // No reserve and no SURB requests: the stock below counts only what was attached.
     let cfg = SimConfig {
         duplicate_probability: 1.0,
         loss_probability: 0.0,
+        reply_surb_reserve: 0,
+        reply_surb_max_stock: 0,
         ..SimConfig::realistic()
     };
     let net = Mixnet::new(cfg);

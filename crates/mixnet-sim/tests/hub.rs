@@ -41,11 +41,12 @@ async fn anonymous_messages_and_replies_cross_the_hub() {
     let mut bob = join(&hub).await;
     alice.reserve().await.unwrap();
     alice
-        .send_anonymous(bob.address(), Bytes::from_static(b"hello bob"), 5)
+        .send_anonymous(bob.address(), Bytes::from_static(b"hello bob"), 25)
         .unwrap();
     let msg = recv(&mut bob).await;
     assert_eq!(&msg.payload[..], b"hello bob");
     let tag = msg.sender_tag.expect("a sender tag");
+    // 20 of the 25 are the reserve of bob's client, as in process.
     assert_eq!(bob.surbs_available(&tag), 5);
     bob.send_reply(tag, Bytes::from_static(b"hi")).unwrap();
     let reply = recv(&mut alice).await;

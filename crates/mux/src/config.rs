@@ -105,6 +105,11 @@ pub struct MuxConfig {
     pub surb_low_water: u32,
     /// The stock level a top-up aims for. Default: 24.
     pub surb_target: u32,
+    /// SURBs the listener's network client keeps in reserve per sender tag: they carry its
+    /// own SURB requests, never our replies, so the opener keeps this many more at the
+    /// peer than its policy needs (paid once per peer, by the first stream). nym-client-core's
+    /// ephemeral reply storage (`connect_new`) and the simulator keep 20. Default: 20.
+    pub surb_reserve: u32,
     /// Most SURBs attached to one message. Default: 32.
     pub max_surbs_per_message: u32,
     /// How long a fully closed stream stays in the table to re-acknowledge a peer's
@@ -168,6 +173,7 @@ impl Default for MuxConfig {
             surbs_per_message: 0,
             surb_low_water: 12,
             surb_target: 24,
+            surb_reserve: 20,
             max_surbs_per_message: 32,
             linger: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(60),
@@ -252,6 +258,8 @@ setters! {
     with_initial_surbs: initial_surbs: u32;
     /// Sets [`MuxConfig::surbs_per_message`].
     with_surbs_per_message: surbs_per_message: u32;
+    /// Sets [`MuxConfig::surb_reserve`].
+    with_surb_reserve: surb_reserve: u32;
     /// Sets [`MuxConfig::surb_low_water`].
     with_surb_low_water: surb_low_water: u32;
     /// Sets [`MuxConfig::surb_target`].

@@ -137,7 +137,10 @@ where
     let used_at_most = p.replies_seen.saturating_mul(SURB_USE_PER_REPLY.0) / SURB_USE_PER_REPLY.1;
     let at_least = p.surbs_sent.saturating_sub(used_at_most);
     let frames = p.credit.div_ceil(cfg.frame_payload() as u64);
-    let ceiling = frames + u64::from(crate::stream::ACK_SURB_RESERVE) + u64::from(cfg.surb_target);
+    let ceiling = frames
+        + u64::from(crate::stream::ACK_SURB_RESERVE)
+        + u64::from(cfg.surb_target)
+        + u64::from(cfg.surb_reserve);
     let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
     (clamp(estimate), clamp(ceiling.saturating_sub(at_least)))
 }

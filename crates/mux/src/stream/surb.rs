@@ -78,7 +78,12 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         let k = if let Some(k) = self.fixed_surbs {
             k
         } else if first {
-            self.settings.initial_surbs
+            // The peer's network client keeps a reserve we can never use: the first
+            // stream to a peer fills it.
+            let (stock, _) = self.surb_stock_estimate();
+            let reserve = u64::from(self.settings.surb_reserve);
+            let missing = u32::try_from(reserve.saturating_sub(stock)).unwrap_or(u32::MAX);
+            self.settings.initial_surbs.saturating_add(missing)
         } else {
             let (estimate, room) = self.surb_estimate();
             // What the peer's ceiling no longer allows is not owed any more (or an ack
@@ -132,7 +137,19 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// supplies the peer-wide figures (SURBs sent on all streams minus frames received
     /// on all streams, each of which used at least one); a stream alone falls back on
     /// its own counts.
+    ///
+    /// The estimate is of the usable stock: the network client's reserve (see
+    /// `MuxConfig::surb_reserve`) is not counted.
     pub(super) fn surb_estimate(&self) -> (u64, u64) {
+        let (stock, room) = self.surb_stock_estimate();
+        (
+            stock.saturating_sub(u64::from(self.settings.surb_reserve)),
+            room,
+        )
+    }
+
+    /// Like [`Self::surb_estimate`], reserve included.
+    pub(super) fn surb_stock_estimate(&self) -> (u64, u64) {
         match self.peer_surbs {
             Some((estimate, room)) => (u64::from(estimate), u64::from(room)),
             None => (self.surbs_sent.saturating_sub(self.replies_seen), u64::MAX),

@@ -1,0 +1,106 @@
+//! The stream layer on a network that behaves like nym-client-core 1.21.6 (issue
+//! "Faithful to the real Nym client"): the replier's client keeps 20 SURBs per sender tag
+//! in reserve, asks for more on its own, and drops replies that wait too long.
+
+use std::time::Duration;
+
+use nym_stream::mixnet::{Mixnet, MixnetClient, MixnetClientBuilder, MuxConfig, SimConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+async fn client(net: &Mixnet, seed: u64, mux: MuxConfig) -> MixnetClient {
+    MixnetClientBuilder::new_ephemeral()
+        .network(net.clone())
+        .with_mux_config(mux.with_id_seed(Some(seed)))
+        .build()
+        .expect("valid settings")
+        .connect_to_mixnet()
+        .await
+        .expect("connects")
+}
+
+/// What a server-first exchange showed.
+struct FirstByte {
+    /// From `open` to the first byte of the server's greeting at the client.
+    after: Duration,
+    /// SURBs the server's network client had to ask the opener for.
+    server_asked: u64,
+    /// Whole greeting, byte-exact.
+    greeting: Vec<u8>,
+}
+
+/// The listener writes first (a greeting) and the opener only reads: every frame the
+/// listener sends, its `OpenAck` included, is a reply that needs SURBs above its client's
+/// reserve.
+async fn server_first(seed: u64, mux: MuxConfig) -> FirstByte {
+    let net = Mixnet::new(SimConfig {
+        loss_probability: 0.0,
+        ..SimConfig::realistic().with_seed(seed)
+    });
+    let mut server = client(&net, 1, mux.clone()).await;
+    let mut client_side = client(&net, 2, mux).await;
+    let mut listener = server.listener().expect("listener");
+    let greeting: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let sent = greeting.clone();
+    tokio::spawn(async move {
+        let mut s = listener.accept().await.expect("a stream");
+        s.write_all(&sent).await.expect("greeting");
+        s.shutdown().await.expect("FIN");
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest).await;
+    });
+    let start = Instant::now();
+    let mut s = client_side
+        .open_stream(*server.nym_address(), None)
+        .await
+        .expect("open");
+    let mut first = [0u8; 1];
+    s.read_exact(&mut first).await.expect("first byte");
+    let after = start.elapsed();
+    let mut got = first.to_vec();
+    s.read_to_end(&mut got).await.expect("rest");
+    s.shutdown().await.expect("our FIN");
+    let server_asked = server
+        .network_stats()
+        .expect("simulator stats")
+        .surbs_requested;
+    FirstByte {
+        after,
+        server_asked,
+        greeting: got,
+    }
+}
+
+/// With the mux's `surb_reserve` matching the network's, the Open carries the reserve
+/// too: the listener answers from the Open's SURBs alone, and its first byte arrives one
+/// round trip after the Open left. Without it (the same run with `surb_reserve` 0), the
+/// listener's client must ask for SURBs before even the OpenAck can leave.
+#[tokio::test(start_paused = true)]
+async fn server_first_exchange_pays_the_reserve_up_front() {
+    for seed in [1, 2, 3] {
+        let with = server_first(seed, MuxConfig::default()).await;
+        let without = server_first(seed, MuxConfig::default().with_surb_reserve(0)).await;
+        let expected: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        assert!(with.greeting == expected && without.greeting == expected);
+        assert_eq!(
+            with.server_asked, 0,
+            "seed {seed}: the Open's SURBs covered the reserve and the first replies"
+        );
+        assert!(
+            without.server_asked > 0,
+            "seed {seed}: without the reserve the server's client had to ask"
+        );
+        // The Open (30 SURBs, ~22 packets at 20 ms) and one round trip of ~0.5 s.
+        assert!(
+            with.after < Duration::from_millis(2000),
+            "seed {seed}: first byte after {:?}",
+            with.after
+        );
+        assert!(
+            with.after < without.after,
+            "seed {seed}: {:?} with the reserve, {:?} without",
+            with.after,
+            without.after
+        );
+    }
+}
