@@ -149,6 +149,14 @@ pub struct SimConfig {
     /// Bound, in packets, of a client's send queue (including replies waiting for SURBs):
     /// `poll_ready` is pending while the queue holds this many. Default 1024.
     pub outbound_queue_packets: usize,
+    /// Messages a client receives within this window after the first form one batch, which
+    /// reaches the application as nym's client hands batches over: regrouped (plain, then
+    /// repliable, then replies) and reversed (the SDK's `Stream` pops from the end), so of
+    /// messages completing close together the later ones come first. The real batch is
+    /// what the gateway delivered in one read; its length is not a nym setting, so the
+    /// window is our estimate: one sending slot (20 ms). `None`: each message on its own,
+    /// in arrival order. Default `Some(20 ms)`.
+    pub delivery_batch: Option<Duration>,
     /// Bound, in messages, of a client's receive queue. When it is full, further arriving
     /// messages are dropped and counted (`dropped_receiver_full` at the receiver,
     /// `messages_dropped` at the sender). Default 4096.
@@ -190,6 +198,7 @@ impl SimConfig {
             surb_rerequest_after: Duration::from_secs(10),
             surb_max_rerequests: 5,
             reply_wait_timeout: Duration::from_secs(300),
+            delivery_batch: Some(Duration::from_millis(20)),
             outbound_queue_packets: 1024,
             inbound_queue_messages: 4096,
             max_message_len: 32 << 20,
@@ -202,6 +211,7 @@ impl SimConfig {
     /// benchmarks.
     pub fn instant() -> Self {
         SimConfig {
+            delivery_batch: None,
             mean_hop_delay: Duration::ZERO,
             link_median: Duration::ZERO,
             send_interval_mean: None,

@@ -45,6 +45,8 @@ enum Event {
     /// A replier's periodic look at the replies of `tag` waiting for SURBs: it asks the
     /// opener again, or drops them (nym's `inspect_stale_pending_data`).
     SurbCheck { client: ClientId, tag: SenderTag },
+    /// The messages a client received in the last batch window reach its queue.
+    FlushBatch(ClientId),
 }
 
 struct Scheduled {
@@ -174,10 +176,20 @@ struct ClientState {
     queued_packets: usize,
     ticking: bool,
     inbox: VecDeque<ReceivedMessage>,
+    /// Messages received in the current batch window, with what kind each was.
+    batch: Vec<(Arrival, ClientId, ReceivedMessage)>,
     recv_waker: Option<Waker>,
     ready_waker: Option<Waker>,
     /// Reply state per sender tag this client received anonymous messages from.
     tags: FastMap<SenderTag, TagState>,
+}
+
+/// What kind of message arrived, in the order nym's received buffer regroups a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Arrival {
+    Plain,
+    Repliable,
+    Reply,
 }
 
 /// What a reply-path step found for the head of a wait queue.
@@ -299,6 +311,7 @@ impl Engine {
                 Event::Retransmit { msg, attempt } => self.on_retransmit(msg, attempt, s.at),
                 Event::Deliver { msg, duplicate } => self.on_deliver(msg, duplicate, s.at),
                 Event::SurbCheck { client, tag } => self.on_surb_check(client, tag, s.at),
+                Event::FlushBatch(c) => self.flush_batch(c),
             }
         }
     }
@@ -352,6 +365,7 @@ impl Engine {
             queued_packets: 0,
             ticking: false,
             inbox: VecDeque::new(),
+            batch: Vec::new(),
             recv_waker: None,
             ready_waker: None,
             tags: FastMap::default(),
@@ -988,6 +1002,62 @@ impl Engine {
         self.maybe_request_surbs(c, tag, at);
     }
 
+    /// Puts a message from `from` into client `to`'s queue (or drops it when the queue is
+    /// full), counting it.
+    fn hand_over(&mut self, to: ClientId, from: ClientId, m: ReceivedMessage) {
+        let cap = self.cfg.inbound_queue_messages;
+        let len = m.payload.len() as u64;
+        let Some(s) = self.clients.get_mut(to).and_then(Option::as_mut) else {
+            return;
+        };
+        if s.inbox.len() >= cap {
+            self.stats[to].dropped_receiver_full += 1;
+            self.stats[from].messages_dropped += 1;
+            return;
+        }
+        s.inbox.push_back(m);
+        if let Some(w) = s.recv_waker.take() {
+            self.to_wake.push(w);
+        }
+        let st = &mut self.stats[to];
+        st.messages_received += 1;
+        st.payload_bytes_received += len;
+    }
+
+    /// Holds a received message in the client's current batch (starting one if needed).
+    fn add_to_batch(
+        &mut self,
+        to: ClientId,
+        from: ClientId,
+        kind: Arrival,
+        m: ReceivedMessage,
+        window: Duration,
+        at: Instant,
+    ) {
+        let Some(s) = self.clients.get_mut(to).and_then(Option::as_mut) else {
+            return;
+        };
+        if s.batch.is_empty() {
+            self.timeline
+                .push(Self::later(at, window), Event::FlushBatch(to));
+        }
+        s.batch.push((kind, from, m));
+    }
+
+    /// A batch reaches the application as the real client hands it over: regrouped
+    /// (plain, then repliable, then replies; nym's `received_buffer.rs`) and then taken
+    /// from the end (the SDK's `Stream::poll_next` pops), so fully reversed.
+    fn flush_batch(&mut self, c: ClientId) {
+        let Some(s) = self.clients.get_mut(c).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut batch = std::mem::take(&mut s.batch);
+        batch.sort_by_key(|(kind, _, _)| *kind);
+        for (_, from, m) in batch.into_iter().rev() {
+            self.hand_over(c, from, m);
+        }
+    }
+
     fn on_deliver(&mut self, msg: u64, duplicate: bool, at: Instant) {
         let Some(m) = self.msgs.remove(&msg) else {
             return;
@@ -1008,25 +1078,18 @@ impl Engine {
                         self.credit_surbs(to, tag, m.surbs, false, at);
                     }
                 }
-                let cap = self.cfg.inbound_queue_messages;
-                let len = m.payload.len() as u64;
-                let Some(s) = self.clients.get_mut(to).and_then(Option::as_mut) else {
-                    return;
+                let kind = match (m.tag, m.reply_via) {
+                    (Some(_), _) => Arrival::Repliable,
+                    (None, Some(_)) => Arrival::Reply,
+                    (None, None) => Arrival::Plain,
                 };
-                if s.inbox.len() >= cap {
-                    self.stats[to].dropped_receiver_full += 1;
-                    self.stats[m.from].messages_dropped += 1;
-                } else {
-                    s.inbox.push_back(ReceivedMessage {
-                        payload: m.payload.clone(),
-                        sender_tag: m.tag,
-                    });
-                    if let Some(w) = s.recv_waker.take() {
-                        self.to_wake.push(w);
-                    }
-                    let st = &mut self.stats[to];
-                    st.messages_received += 1;
-                    st.payload_bytes_received += len;
+                let received = ReceivedMessage {
+                    payload: m.payload.clone(),
+                    sender_tag: m.tag,
+                };
+                match self.cfg.delivery_batch {
+                    Some(window) => self.add_to_batch(to, m.from, kind, received, window, at),
+                    None => self.hand_over(to, m.from, received),
                 }
                 let p = self.cfg.duplicate_probability;
                 if !duplicate && p > 0.0 && self.rng.gen::<f64>() < p {

@@ -635,3 +635,57 @@ async fn instant_mode_moves_many_bytes_with_exact_accounting() {
     assert_eq!(s.packets_retransmitted, 0);
     assert_eq!(b.stats().payload_bytes_received, total);
 }
+
+/// Messages arriving within one batch window reach the application as nym's client hands
+/// a batch over: regrouped (plain, repliable, replies) and then reversed.
+#[tokio::test(start_paused = true)]
+async fn a_batch_arrives_regrouped_and_reversed() {
+    let cfg = SimConfig {
+        loss_probability: 0.0,
+        mean_hop_delay: Duration::ZERO,
+        link_median: Duration::ZERO,
+        send_interval_mean: None,
+        delivery_batch: Some(Duration::from_millis(20)),
+        ..SimConfig::realistic()
+    };
+    let net = Mixnet::new(cfg);
+    let mut a = net.connect();
+    let mut b = net.connect();
+    for i in 0..5 {
+        a.send_regular(b.address(), payload(i, 8)).expect("send");
+    }
+    let mut order = Vec::new();
+    for _ in 0..5 {
+        order.push(index(&b.recv().await.expect("delivered")));
+    }
+    assert_eq!(order, [4, 3, 2, 1, 0]);
+
+    // Mixed kinds in one batch: plain first and repliable next, then all reversed.
+    a.send_anonymous(b.address(), payload(10, 8), 30)
+        .expect("send");
+    a.send_regular(b.address(), payload(11, 8)).expect("send");
+    a.send_anonymous(b.address(), payload(12, 8), 30)
+        .expect("send");
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let m = b.recv().await.expect("delivered");
+        got.push((index(&m), m.sender_tag.is_some()));
+    }
+    assert_eq!(got, [(12, true), (10, true), (11, false)]);
+
+    // Without a batch window, arrival order.
+    let net = Mixnet::new(SimConfig {
+        delivery_batch: None,
+        ..net.config().clone()
+    });
+    let mut a = net.connect();
+    let mut b = net.connect();
+    for i in 0..5 {
+        a.send_regular(b.address(), payload(i, 8)).expect("send");
+    }
+    let mut order = Vec::new();
+    for _ in 0..5 {
+        order.push(index(&b.recv().await.expect("delivered")));
+    }
+    assert_eq!(order, [0, 1, 2, 3, 4]);
+}

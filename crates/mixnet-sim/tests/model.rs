@@ -73,9 +73,11 @@ fn sampled_delays_have_the_configured_means() {
 /// loss equals the analytic route mean; and messages overtake one another.
 #[tokio::test(start_paused = true)]
 async fn end_to_end_latency_matches_route_model_and_reorders() {
+    // Per-message latency: no delivery batches (they hold messages up to 20 ms).
     let cfg = SimConfig {
         send_interval_mean: None,
         loss_probability: 0.0,
+        delivery_batch: None,
         ..SimConfig::realistic().with_seed(5)
     };
     let expected = cfg.mean_route_delay().as_secs_f64();
@@ -170,9 +172,12 @@ async fn loss_and_retransmissions_match_the_configured_rate() {
         (SimConfig::hostile().with_seed(3), 20_000, 0.08),
     ] {
         let p = cfg.loss_probability;
+        // Without pacing, 50,000 messages arrive within a second: delivery batches would
+        // hand thousands over at once, beyond the receive queue.
         let cfg = SimConfig {
             send_interval_mean: None,
             duplicate_probability: 0.0,
+            delivery_batch: None,
             ..cfg
         };
         let net = Mixnet::new(cfg);
