@@ -178,6 +178,8 @@ struct ClientState {
     inbox: VecDeque<ReceivedMessage>,
     /// Messages received in the current batch window, with what kind each was.
     batch: Vec<(Arrival, ClientId, ReceivedMessage)>,
+    /// A lower bound than `outbound_queue_packets` this client asked for.
+    queue_limit: Option<usize>,
     recv_waker: Option<Waker>,
     ready_waker: Option<Waker>,
     /// Reply state per sender tag this client received anonymous messages from.
@@ -366,6 +368,7 @@ impl Engine {
             ticking: false,
             inbox: VecDeque::new(),
             batch: Vec::new(),
+            queue_limit: None,
             recv_waker: None,
             ready_waker: None,
             tags: FastMap::default(),
@@ -434,11 +437,23 @@ impl Engine {
     }
 
     /// Ok(true): room in the send queue. Ok(false): full, waker stored.
+    /// Sets (or with `None` lifts) a client's own bound on its send queue, below the
+    /// network's `outbound_queue_packets`.
+    pub(crate) fn set_queue_limit(&mut self, c: ClientId, packets: Option<usize>) {
+        if let Some(s) = self.client_mut(c) {
+            s.queue_limit = packets.map(|p| p.max(1));
+        }
+        self.wake_ready_if_room(c);
+    }
+
     pub(crate) fn poll_ready(&mut self, c: ClientId, waker: &Waker) -> Result<bool, SimError> {
-        let bound = self.cfg.outbound_queue_packets;
+        let network_bound = self.cfg.outbound_queue_packets;
         let Some(s) = self.client_mut(c) else {
             return Err(SimError::Disconnected);
         };
+        let bound = s
+            .queue_limit
+            .map_or(network_bound, |l| l.min(network_bound));
         if s.queued_packets < bound {
             Ok(true)
         } else {
@@ -591,8 +606,11 @@ impl Engine {
     }
 
     fn wake_ready_if_room(&mut self, c: ClientId) {
-        let bound = self.cfg.outbound_queue_packets;
+        let network_bound = self.cfg.outbound_queue_packets;
         if let Some(s) = self.clients.get_mut(c).and_then(Option::as_mut) {
+            let bound = s
+                .queue_limit
+                .map_or(network_bound, |l| l.min(network_bound));
             if s.queued_packets < bound {
                 if let Some(w) = s.ready_waker.take() {
                     self.to_wake.push(w);

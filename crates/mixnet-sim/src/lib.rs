@@ -342,6 +342,18 @@ impl SimClient {
         }
     }
 
+    /// Lowers this client's bound on its send queue to `packets` (at least 1), below the
+    /// network's `outbound_queue_packets`; `None` lifts it. A sender that keeps the network's
+    /// queue short keeps its data (and the choice of what goes next) with itself, and its
+    /// round-trip estimates measure the network rather than its own queue. For in-process
+    /// clients; a hub client keeps the hub's own bound.
+    pub fn set_send_queue_limit(&mut self, packets: Option<usize>) {
+        if let ClientInner::Local(c) = &mut self.inner {
+            let id = c.id;
+            c.shared.with(|e| e.set_queue_limit(id, packets));
+        }
+    }
+
     /// Wait until the send queue has room (see [`SimClient::poll_ready`]).
     pub async fn reserve(&mut self) -> Result<(), SimError> {
         std::future::poll_fn(|cx| self.poll_ready(cx)).await

@@ -16,6 +16,13 @@ use mux::{Destination, Inbound, SenderTag, Transport, TransportError};
 
 use crate::mixnet::Recipient;
 
+/// Packets the adapter lets wait in the simulated client's send queue: half a second of
+/// its link at nym's default 20 ms per packet. Enough to keep the link busy; short enough
+/// that frames wait in the multiplexer (which chooses what goes next) rather than in the
+/// network's FIFO, and that round-trip times and retransmission timeouts measure the
+/// network, not our own queue (a 1,024-packet queue is 20 s of link).
+pub const SEND_QUEUE_PACKETS: usize = 25;
+
 /// A [`Transport`] over one client of a simulated mixnet, addressed by [`Recipient`]
 /// so one multiplexer handle type serves every network.
 pub struct SimTransport {
@@ -23,8 +30,10 @@ pub struct SimTransport {
 }
 
 impl SimTransport {
-    /// Wraps a connected simulator client.
-    pub fn new(client: SimClient) -> Self {
+    /// Wraps a connected simulator client, bounding its send queue at
+    /// [`SEND_QUEUE_PACKETS`] (an in-process client; a hub client keeps the hub's bound).
+    pub fn new(mut client: SimClient) -> Self {
+        client.set_send_queue_limit(Some(SEND_QUEUE_PACKETS));
         Self { client }
     }
 

@@ -157,3 +157,88 @@ async fn a_zero_rtt_burst_arriving_reversed_needs_no_retransmission() {
         "data frames overtook their Open on none of the seeds: the test shows nothing"
     );
 }
+
+/// Four downloads at once from one server to one client at zero loss: the listener's
+/// replies all come out of one SURB pool behind its client's reserve. Hardly any frame
+/// needs an end-to-end retransmission (each spurious RTO burns a SURB), and the SURBs the
+/// client attaches are about the SURBs the server's client spends: each reply packet one,
+/// each of its own requests one, and the reserve and what is left over at the end.
+#[tokio::test(start_paused = true)]
+async fn concurrent_downloads_need_no_retransmission_and_use_what_they_are_given() {
+    const DOWNLOADS: usize = 4;
+    const SIZE: usize = 256 * 1024;
+    let net = Mixnet::new(SimConfig {
+        loss_probability: 0.0,
+        ..SimConfig::realistic().with_seed(8)
+    });
+    let mut server = client(&net, 1, MuxConfig::default()).await;
+    let mut downloader = client(&net, 2, MuxConfig::default()).await;
+    let mut listener = server.listener().expect("listener");
+    let body: Vec<u8> = (0..SIZE as u32).map(|i| (i % 241) as u8).collect();
+    let served = body.clone();
+    let serve = tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..DOWNLOADS {
+            let mut s = listener.accept().await.expect("a download");
+            let body = served.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut ask = [0u8; 3];
+                s.read_exact(&mut ask).await.expect("the request");
+                s.write_all(&body).await.expect("the body");
+                s.shutdown().await.expect("FIN");
+                let mut rest = Vec::new();
+                s.read_to_end(&mut rest).await.expect("the client's FIN");
+                s.metrics()
+            }));
+        }
+        let mut metrics = Vec::new();
+        for t in tasks {
+            metrics.push(t.await.expect("server task"));
+        }
+        (metrics, listener)
+    });
+    let to = *server.nym_address();
+    let mut streams = Vec::new();
+    for _ in 0..DOWNLOADS {
+        let mut s = downloader.open_stream(to, None).await.expect("open");
+        s.write_all(b"get").await.expect("request");
+        streams.push(s);
+    }
+    let mut readers = Vec::new();
+    for mut s in streams {
+        readers.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).await.expect("the body");
+            s.shutdown().await.expect("our FIN");
+            got
+        }));
+    }
+    for r in readers {
+        assert!(r.await.expect("reader") == body, "a download differs");
+    }
+    let (metrics, _listener) = serve.await.expect("server");
+    // The goal is none at all; today a few of the ~690 frames still go twice: the
+    // downloader's acks carry the SURBs that pay for the download (about one per packet)
+    // and queue behind one another on its uplink, so an ack can come after the 3 s minimum
+    // RTO (see the issue "Latency under load"). Bounded here at 1 % so it cannot grow
+    // unnoticed.
+    let frames: u64 = metrics.iter().map(|m| m.frames_sent).sum();
+    let resent: u64 = metrics.iter().map(|m| m.retransmits).sum();
+    assert!(
+        resent * 100 <= frames,
+        "{resent} of {frames} frames retransmitted: {metrics:?}"
+    );
+    let attached = downloader.network_stats().expect("stats").surbs_attached;
+    let s = server.network_stats().expect("stats");
+    assert_eq!(s.replies_dropped, 0);
+    // Every SURB the client attached reached the server (no loss); what the server did not
+    // spend is its stock at the end: at least the reserve (20), at most a few round trips
+    // of top-ups.
+    let unspent = attached - s.surbs_used;
+    assert!(
+        (20..=attached / 5).contains(&unspent),
+        "attached {attached}, used {}, unspent {unspent}, server asked for {}",
+        s.surbs_used,
+        s.surbs_requested
+    );
+}
