@@ -1,7 +1,14 @@
 //! Item 4 of the benchmark plan: what the mixnet link is spent on, in simulated time.
 //!
-//! Workloads, each on `SimConfig::realistic()` with 0 %, 1 % (the preset's default) and
-//! 5 % per-packet loss, under tokio's paused clock (deterministic, seeded):
+//! Workloads, each on two networks with 0 %, 1 % (the preset's default) and 5 % per-packet
+//! loss, under tokio's paused clock (deterministic, seeded):
+//!
+//! - faithful: `SimConfig::realistic()`, which behaves like nym-client-core 1.21.6 (a
+//!   20-SURB reserve per sender tag, the client's own SURB requests and re-requests, batches
+//!   handed over reversed);
+//! - idealised: the same without the reserve and the batches (every SURB usable, arrival
+//!   order), and our opener paying no reserve: what the simulator modelled before.
+//!
 //!
 //! - bulk: 8 MiB from opener to listener, `tokio::io::copy` (8 KiB buffer) on both ends;
 //! - interactive: 100 rounds of a 1 KiB request and a 1 KiB response.
@@ -62,6 +69,41 @@ impl Stack {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Network {
+    Faithful,
+    Idealised,
+}
+
+impl Network {
+    fn name(self) -> &'static str {
+        match self {
+            Network::Faithful => "faithful",
+            Network::Idealised => "idealised",
+        }
+    }
+
+    fn sim(self) -> SimConfig {
+        let realistic = SimConfig::realistic();
+        match self {
+            Network::Faithful => realistic,
+            Network::Idealised => SimConfig {
+                reply_surb_reserve: 0,
+                delivery_batch: None,
+                ..realistic
+            },
+        }
+    }
+
+    /// The opener keeps the peer client's reserve only where there is one.
+    fn mux(self, cfg: MuxConfig) -> MuxConfig {
+        match self {
+            Network::Faithful => cfg,
+            Network::Idealised => cfg.with_surb_reserve(0),
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Workload {
     Bulk { bytes: usize },
@@ -90,6 +132,7 @@ enum Outcome {
 }
 
 struct Row {
+    network: &'static str,
     workload: String,
     stack: &'static str,
     loss: f64,
@@ -102,11 +145,11 @@ struct Row {
     ideal_packets: Option<u64>,
 }
 
-async fn run(stack: Stack, loss: f64, workload: Workload) -> Row {
-    let mut sim = SimConfig::realistic();
+async fn run(network: Network, stack: Stack, loss: f64, workload: Workload) -> Row {
+    let mut sim = network.sim();
     sim.seed = SEED;
     sim.loss_probability = loss;
-    let pair = Pair::new(sim, stack.config());
+    let pair = Pair::new(sim, network.mux(stack.config()));
     let mut listener = pair.b.listener().expect("first listener");
     let to = pair.b.local_address();
     let start = Instant::now();
@@ -144,6 +187,7 @@ async fn run(stack: Stack, loss: f64, workload: Workload) -> Row {
         Workload::Interactive { .. } => None,
     };
     Row {
+        network: network.name(),
         workload: workload.name(),
         stack: stack.name(),
         loss,
@@ -336,7 +380,8 @@ fn fmt_row(r: &Row) -> String {
         Outcome::Incomplete(s) => format!("**INCOMPLETE**: {s}"),
     };
     format!(
-        "| {} | {} | {:.0} % | {} ({} + {}) | {:.1} % | {} | {:.2} | {:.1} | {} |",
+        "| {} | {} | {} | {:.0} % | {} ({} + {}) | {:.1} % | {} | {:.2} | {:.1} | {} |",
+        r.network,
         r.workload,
         r.stack,
         r.loss * 100.0,
@@ -366,17 +411,19 @@ fn main() {
             size: 1024,
         },
     ];
-    println!("| workload | stack | loss | packets (A→B + B→A) | goodput (app bytes / packets×1604) | packets / ideal | SURBs per KiB | time (sim s) | outcome |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| network | workload | stack | loss | packets (A→B + B→A) | goodput (app bytes / packets×1604) | packets / ideal | SURBs per KiB | time (sim s) | outcome |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut failed = false;
     for w in workloads {
         for loss in [0.0, 0.01, 0.05] {
-            for stack in [Stack::Ours, Stack::Reference] {
-                let row = rt.block_on(run(stack, loss, w));
-                if stack == Stack::Ours && !matches!(row.outcome, Outcome::Verified) {
-                    failed = true;
+            for network in [Network::Faithful, Network::Idealised] {
+                for stack in [Stack::Ours, Stack::Reference] {
+                    let row = rt.block_on(run(network, stack, loss, w));
+                    if stack == Stack::Ours && !matches!(row.outcome, Outcome::Verified) {
+                        failed = true;
+                    }
+                    println!("{}", fmt_row(&row));
                 }
-                println!("{}", fmt_row(&row));
             }
         }
     }
