@@ -75,6 +75,13 @@ pub fn sender_tag_to_nym(tag: SenderTag) -> AnonymousSenderTag {
     AnonymousSenderTag::from_bytes(tag.0)
 }
 
+/// Packet retransmissions nym's client may make for one of our anonymous messages.
+/// nym-client-core 1.21.6 retries anonymous messages without limit (replies 10 times):
+/// to a peer whose gateway vanished, our copies would be retried forever and take send
+/// slots from every other stream. Our own end-to-end recovery resends what still matters,
+/// so the network's repair is bounded like its replies'.
+pub const ANONYMOUS_MAX_RETRANSMISSIONS: u32 = 10;
+
 /// What went wrong handing a message to nym-sdk.
 #[derive(Debug, thiserror::Error)]
 pub enum NymTransportError {
@@ -199,6 +206,7 @@ where
                     }
                 };
                 InputMessage::new_anonymous(recipient, data, reply_surbs, lane, packet_type)
+                    .with_max_retransmissions(ANONYMOUS_MAX_RETRANSMISSIONS)
             }
             Destination::Reply(tag) => {
                 InputMessage::new_reply(sender_tag_to_nym(tag), data, lane, packet_type)

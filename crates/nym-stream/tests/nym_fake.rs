@@ -484,11 +484,17 @@ async fn a_full_input_channel_is_backpressure() {
             recipient,
             data,
             reply_surbs,
+            max_retransmissions,
             ..
         } => {
             assert_eq!(Recipient::from(recipient), peer);
             assert_eq!(data, b"one");
             assert_eq!(reply_surbs, 3);
+            // Bounded, unlike nym's default for anonymous messages.
+            assert_eq!(
+                max_retransmissions,
+                Some(nym_stream::nym::ANONYMOUS_MAX_RETRANSMISSIONS)
+            );
         }
         other => panic!("expected an anonymous message, got {other:?}"),
     }
