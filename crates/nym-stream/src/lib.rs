@@ -69,6 +69,7 @@
 pub mod mixnet;
 #[cfg(feature = "nym")]
 pub mod nym;
+pub mod pacer;
 pub mod sim;
 
 pub use lp_frame as frame;

@@ -38,6 +38,8 @@ use nym_sdk::mixnet::{
 };
 
 use crate::mixnet::Recipient;
+use crate::pacer::PacketPacer;
+use mixnet_sim::{packets_for, MessageKind};
 
 pub use nym_sdk;
 
@@ -121,6 +123,8 @@ pub struct NymTransport<S, R> {
     receiver: R,
     local: Recipient,
     in_flight: Option<SendFuture>,
+    /// Paces hand-offs at nym's sending rate (see [`crate::pacer`]).
+    pacer: PacketPacer,
     /// The last destination decoded (decoding a Nym address checks two curve points).
     last_to: Option<(NymAddress, nym_sdk::mixnet::Recipient)>,
 }
@@ -147,6 +151,7 @@ where
             receiver,
             local: Recipient::from(local),
             in_flight: None,
+            pacer: PacketPacer::nym_default(),
             last_to: None,
         }
     }
@@ -165,6 +170,7 @@ where
     }
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        std::task::ready!(self.pacer.poll_ready(cx));
         if let Some(send) = self.in_flight.as_mut() {
             let outcome = std::task::ready!(send.as_mut().poll(cx));
             self.in_flight = None;
@@ -184,6 +190,11 @@ where
         }
         let lane = TransmissionLane::General;
         let packet_type = self.sender.packet_type();
+        let kind = match to {
+            Destination::Address(_) => MessageKind::Anonymous { reply_surbs },
+            Destination::Reply(_) => MessageKind::Reply,
+        };
+        let packets = packets_for(payload.len(), kind);
         let data = Vec::from(payload);
         let message = match to {
             Destination::Address(r) => {
@@ -212,6 +223,7 @@ where
                 InputMessage::new_reply(sender_tag_to_nym(tag), data, lane, packet_type)
             }
         };
+        self.pacer.charge(packets);
         let sender = Arc::clone(&self.sender);
         self.in_flight = Some(Box::pin(async move {
             sender

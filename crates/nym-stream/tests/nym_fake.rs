@@ -518,3 +518,47 @@ async fn a_full_input_channel_is_backpressure() {
         .unwrap();
     assert!(matches!(ready(&mut transport), Poll::Ready(Err(_))));
 }
+
+/// The adapter hands messages to nym at about nym's own sending rate (one packet per
+/// 20 ms, a burst of 25 packets), charging each with the packets it takes, so frames
+/// wait in the multiplexer instead of inside the client where our timers cannot see them.
+#[tokio::test(start_paused = true)]
+async fn hand_offs_are_paced_by_packet_count() {
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    let me = generate_recipient(&mut rng);
+    let peer = Recipient::from(generate_recipient(&mut rng));
+    let (tx, mut rx) = mpsc::channel::<InputMessage>(1000);
+    let (_, _, receiver) = FakeNet::new(11, 0).join(1);
+    let mut transport = NymTransport::new(me, FakeSender { tx }, receiver);
+    let ready = |t: &mut NymTransport<FakeSender, FakeReceiver>| {
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(t.poll_ready(&mut cx), Poll::Ready(Ok(())))
+    };
+    // One-packet messages: the burst of 25, and one more on the last token.
+    let mut accepted = 0;
+    while ready(&mut transport) {
+        transport
+            .send(Destination::Address(peer), "x".into(), 0)
+            .unwrap();
+        accepted += 1;
+        assert!(accepted < 100, "never paced");
+    }
+    assert_eq!(accepted, 26);
+    tokio::time::advance(std::time::Duration::from_millis(19)).await;
+    assert!(!ready(&mut transport));
+    tokio::time::advance(std::time::Duration::from_millis(1)).await;
+    assert!(ready(&mut transport), "one sending delay pays one packet");
+    // A message carrying 30 SURBs takes 22 packets: after it, the next waits ~440 ms.
+    transport
+        .send(Destination::Address(peer), "y".into(), 30)
+        .unwrap();
+    tokio::time::advance(std::time::Duration::from_millis(400)).await;
+    assert!(!ready(&mut transport));
+    tokio::time::advance(std::time::Duration::from_millis(100)).await;
+    assert!(ready(&mut transport));
+    let mut got = 0;
+    while rx.try_recv().is_ok() {
+        got += 1;
+    }
+    assert_eq!(got, 27, "every accepted message reached nym");
+}
