@@ -38,7 +38,7 @@ use nym_sdk::mixnet::{
 };
 
 use crate::mixnet::Recipient;
-use crate::pacer::PacketPacer;
+use crate::pacer::{PacketPacer, SharedPacer};
 use mixnet_sim::{packets_for, MessageKind};
 
 pub use nym_sdk;
@@ -124,7 +124,7 @@ pub struct NymTransport<S, R> {
     local: Recipient,
     in_flight: Option<SendFuture>,
     /// Paces hand-offs at nym's sending rate (see [`crate::pacer`]).
-    pacer: PacketPacer,
+    pacer: SharedPacer,
     /// The last destination decoded (decoding a Nym address checks two curve points).
     last_to: Option<(NymAddress, nym_sdk::mixnet::Recipient)>,
 }
@@ -151,9 +151,16 @@ where
             receiver,
             local: Recipient::from(local),
             in_flight: None,
-            pacer: PacketPacer::nym_default(),
+            pacer: SharedPacer::new(PacketPacer::nym_default()),
             last_to: None,
         }
+    }
+}
+
+impl<S, R> NymTransport<S, R> {
+    /// The adapter's pacer, for waiting until nym had time to send what it was handed.
+    pub fn pacer(&self) -> SharedPacer {
+        self.pacer.clone()
     }
 }
 
@@ -170,7 +177,7 @@ where
     }
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
-        std::task::ready!(self.pacer.poll_ready(cx));
+        std::task::ready!(self.pacer.with(|p| p.poll_ready(cx)));
         if let Some(send) = self.in_flight.as_mut() {
             let outcome = std::task::ready!(send.as_mut().poll(cx));
             self.in_flight = None;
@@ -223,7 +230,7 @@ where
                 InputMessage::new_reply(sender_tag_to_nym(tag), data, lane, packet_type)
             }
         };
-        self.pacer.charge(packets);
+        self.pacer.with(|p| p.charge(packets));
         let sender = Arc::clone(&self.sender);
         self.in_flight = Some(Box::pin(async move {
             sender

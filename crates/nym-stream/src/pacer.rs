@@ -97,6 +97,34 @@ impl PacketPacer {
     pub fn tokens(&self) -> f64 {
         self.tokens
     }
+
+    /// How long until the bucket is full again: by then the client, sending at the pace
+    /// the pacer assumes, has had time to send everything handed to it.
+    pub fn until_full(&self) -> Duration {
+        let gained = Instant::now()
+            .saturating_duration_since(self.last)
+            .as_secs_f64()
+            / self.interval.as_secs_f64();
+        let missing = (self.burst - (self.tokens + gained)).max(0.0);
+        self.interval.mul_f64(missing)
+    }
+}
+
+/// A pacer shared between an adapter and whoever must wait for the client to send what
+/// the adapter handed over (the facade's `disconnect`).
+#[derive(Clone, Debug)]
+pub struct SharedPacer(std::sync::Arc<std::sync::Mutex<PacketPacer>>);
+
+impl SharedPacer {
+    /// Shares `pacer`.
+    pub fn new(pacer: PacketPacer) -> Self {
+        SharedPacer(std::sync::Arc::new(std::sync::Mutex::new(pacer)))
+    }
+
+    /// Runs `f` on the pacer.
+    pub fn with<R>(&self, f: impl FnOnce(&mut PacketPacer) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 #[cfg(test)]
@@ -145,6 +173,19 @@ mod tests {
         tokio::time::advance(Duration::from_secs(60)).await;
         assert!(ready(&mut p));
         assert_eq!(p.tokens(), 5.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn until_full_is_the_time_the_client_needs_for_what_it_was_given() {
+        let mut p = PacketPacer::new(Duration::from_millis(20), 25);
+        assert_eq!(p.until_full(), Duration::ZERO);
+        p.charge(30);
+        // 30 packets below full: 600 ms.
+        assert_eq!(p.until_full(), Duration::from_millis(600));
+        tokio::time::advance(Duration::from_millis(200)).await;
+        assert_eq!(p.until_full(), Duration::from_millis(400));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(p.until_full(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

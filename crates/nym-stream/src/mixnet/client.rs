@@ -152,7 +152,15 @@ pub struct MixnetClient {
     /// The nym-sdk client we must shut down on `disconnect()` (when we own one).
     #[cfg(feature = "nym")]
     nym_client: Option<crate::nym::SharedNymClient>,
+    /// The nym adapter's pacer: `disconnect()` gives nym time to send what it was handed.
+    #[cfg(feature = "nym")]
+    nym_pacer: Option<crate::pacer::SharedPacer>,
 }
+
+/// Longest `disconnect()` waits for nym-sdk to send what it was handed before shutting it
+/// down (nym discards everything still queued).
+#[cfg(feature = "nym")]
+const NYM_DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 impl fmt::Debug for MixnetClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -200,7 +208,16 @@ impl MixnetClient {
             plain_surbs,
             #[cfg(feature = "nym")]
             nym_client: None,
+            #[cfg(feature = "nym")]
+            nym_pacer: None,
         }
+    }
+
+    /// Remembers the nym adapter's pacer, so `disconnect()` can wait for nym's queue.
+    #[cfg(feature = "nym")]
+    pub(crate) fn pacing_nym(mut self, pacer: crate::pacer::SharedPacer) -> Self {
+        self.nym_pacer = Some(pacer);
+        self
     }
 
     /// Remembers the nym-sdk client to shut down on [`disconnect`](Self::disconnect).
@@ -317,6 +334,14 @@ impl MixnetClient {
     pub async fn disconnect(mut self) {
         self.handle.close_gracefully();
         self.handle.closed().await;
+        // nym-sdk's disconnect discards what it still queues: the last acks, FINs and
+        // resets would never leave. Give it the time its own pace needs for what we
+        // handed over (bounded).
+        #[cfg(feature = "nym")]
+        if let Some(pacer) = self.nym_pacer.take() {
+            let wait = pacer.with(|p| p.until_full()).min(NYM_DRAIN_LIMIT);
+            tokio::time::sleep(wait).await;
+        }
         #[cfg(feature = "nym")]
         if let Some(nym) = self.nym_client.take().and_then(|shared| shared.take()) {
             nym.disconnect().await;

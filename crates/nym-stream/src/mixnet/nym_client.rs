@@ -67,13 +67,13 @@ impl DisconnectedMixnetClient {
             return Err(Error::NoRuntime);
         }
         let (_, mux, idle_timeout, plain_surbs) = self.into_parts();
-        let handle = mux::spawn(NymTransport::new(address, sender, receiver), mux);
-        Ok(MixnetClient::from_handle(
-            handle,
-            Network::Nym,
-            idle_timeout,
-            plain_surbs,
-        ))
+        let transport = NymTransport::new(address, sender, receiver);
+        let pacer = transport.pacer();
+        let handle = mux::spawn(transport, mux);
+        Ok(
+            MixnetClient::from_handle(handle, Network::Nym, idle_timeout, plain_surbs)
+                .pacing_nym(pacer),
+        )
     }
 }
 
