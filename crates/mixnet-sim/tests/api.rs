@@ -689,3 +689,29 @@ async fn a_batch_arrives_regrouped_and_reversed() {
     }
     assert_eq!(order, [0, 1, 2, 3, 4]);
 }
+
+/// A client's own send-queue bound holds below the network's, and lifting it restores
+/// the network's.
+#[tokio::test(start_paused = true)]
+async fn a_clients_own_send_queue_limit_holds() {
+    let net = Mixnet::new(SimConfig {
+        loss_probability: 0.0,
+        ..SimConfig::realistic()
+    });
+    let mut a = net.connect();
+    let b = net.connect();
+    a.set_send_queue_limit(Some(3));
+    let mut accepted = 0;
+    while poll_ready_now(&mut a).is_ready() {
+        a.send_regular(b.address(), payload(accepted, 8))
+            .expect("send");
+        accepted += 1;
+        assert!(accepted < 100, "never pushed back");
+    }
+    assert_eq!(accepted, 3, "one packet each, three queued");
+    a.set_send_queue_limit(None);
+    assert!(
+        poll_ready_now(&mut a).is_ready(),
+        "the network's bound is 1024"
+    );
+}
