@@ -186,6 +186,13 @@ struct ClientState {
     tags: FastMap<SenderTag, TagState>,
 }
 
+impl ClientState {
+    /// The bound on this client's send queue: its own limit within the network's.
+    fn send_bound(&self, network: usize) -> usize {
+        self.queue_limit.map_or(network, |l| l.min(network))
+    }
+}
+
 /// What kind of message arrived, in the order nym's received buffer regroups a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Arrival {
@@ -451,10 +458,7 @@ impl Engine {
         let Some(s) = self.client_mut(c) else {
             return Err(SimError::Disconnected);
         };
-        let bound = s
-            .queue_limit
-            .map_or(network_bound, |l| l.min(network_bound));
-        if s.queued_packets < bound {
+        if s.queued_packets < s.send_bound(network_bound) {
             Ok(true)
         } else {
             store_waker(&mut s.ready_waker, waker);
@@ -608,10 +612,7 @@ impl Engine {
     fn wake_ready_if_room(&mut self, c: ClientId) {
         let network_bound = self.cfg.outbound_queue_packets;
         if let Some(s) = self.clients.get_mut(c).and_then(Option::as_mut) {
-            let bound = s
-                .queue_limit
-                .map_or(network_bound, |l| l.min(network_bound));
-            if s.queued_packets < bound {
+            if s.queued_packets < s.send_bound(network_bound) {
                 if let Some(w) = s.ready_waker.take() {
                     self.to_wake.push(w);
                 }
