@@ -86,7 +86,8 @@ pub fn packets_for_with(payload_per_packet: usize, payload_len: usize, kind: Mes
 /// Out-of-range values are clamped when the network is built ([`crate::Mixnet::new`]):
 /// probabilities to `0.0..=1.0` (NaN becomes 0), the SURB request size to at least 1 (and
 /// its maximum to at least its minimum), `surb_check_interval` to at least 1 ms, and
-/// `payload_per_packet`, `outbound_queue_packets` and `inbound_queue_messages` to at least 1.
+/// `payload_per_packet`, `outbound_queue_packets`, `input_channel_batches` and
+/// `inbound_queue_messages` to at least 1.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SimConfig {
     /// Seed of the single random generator every random choice comes from. Default 0.
@@ -113,9 +114,17 @@ pub struct SimConfig {
     /// Acknowledgement timeout after which a lost packet is retransmitted (plus the packet's
     /// sampled route delay). Default 1.5 s.
     pub retransmit_timeout: Duration,
-    /// How many times a lost reply packet is retransmitted before the reply is given up
-    /// (counted in `replies_dropped`). Forward messages are retried without limit. Default 10.
+    /// How many times a lost reply packet (or SURB request) is retransmitted, each time
+    /// with a fresh SURB, before the reply is given up (counted in `replies_dropped`).
+    /// Nym: 10. Default 10.
     pub reply_max_retries: u32,
+    /// How many times a lost packet of an application's regular or anonymous message is
+    /// retransmitted before the message is given up (counted in `messages_dropped`); a
+    /// client may choose its own ([`crate::SimClient::set_max_retransmissions`]). SURB
+    /// answers are always retried without limit. A packet to a client that left is never
+    /// acknowledged, so it is retried until this limit. Nym: `None` (no limit). Default
+    /// `None`.
+    pub forward_max_retries: Option<u32>,
     /// Probability that a delivered application message is delivered a second time. Default 0.
     pub duplicate_probability: f64,
     /// SURBs a replier keeps in reserve per sender tag: a reply packet leaves only while the
@@ -147,8 +156,16 @@ pub struct SimConfig {
     /// `maximum_reply_surb_drop_waiting_period`: 5 min. Default 5 min.
     pub reply_wait_timeout: Duration,
     /// Bound, in packets, of a client's send queue (including replies waiting for SURBs):
-    /// `poll_ready` is pending while the queue holds this many. Default 1024.
+    /// `poll_ready` is pending while the queue holds this many. Nym has no such bound (its
+    /// lanes grow without limit); ours keeps a hub's memory bounded. Default 1024.
     pub outbound_queue_packets: usize,
+    /// Batches (whole messages) that may wait for the sending loop, which admits one per
+    /// Poisson tick into its lane and sends one packet per tick (so a many-packet message
+    /// queues behind the link, not in the channel). `poll_ready` is pending while this many
+    /// wait; replies, retransmissions and SURB traffic are handed over regardless, as nym's
+    /// reply path is unbounded. Nym's channel between message handler and sending loop: 8.
+    /// Without pacing everything leaves at once and this has no effect. Default 8.
+    pub input_channel_batches: usize,
     /// Messages a client receives within this window after the first form one batch, which
     /// reaches the application as nym's client hands batches over: regrouped (plain, then
     /// repliable, then replies) and reversed (the SDK's `Stream` pops from the end), so of
@@ -189,6 +206,7 @@ impl SimConfig {
             loss_probability: 0.01,
             retransmit_timeout: Duration::from_millis(1500),
             reply_max_retries: 10,
+            forward_max_retries: None,
             duplicate_probability: 0.0,
             reply_surb_reserve: 20,
             reply_surb_max_stock: 200,
@@ -200,6 +218,7 @@ impl SimConfig {
             reply_wait_timeout: Duration::from_secs(300),
             delivery_batch: Some(Duration::from_millis(20)),
             outbound_queue_packets: 1024,
+            input_channel_batches: 8,
             inbound_queue_messages: 4096,
             max_message_len: 32 << 20,
         }
@@ -298,6 +317,7 @@ impl SimConfig {
         self.surb_check_interval = self.surb_check_interval.max(Duration::from_millis(1));
         self.payload_per_packet = self.payload_per_packet.max(1);
         self.outbound_queue_packets = self.outbound_queue_packets.max(1);
+        self.input_channel_batches = self.input_channel_batches.max(1);
         self.inbound_queue_messages = self.inbound_queue_messages.max(1);
         self
     }

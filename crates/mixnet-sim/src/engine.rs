@@ -19,6 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
 
 use crate::config::{sample_exponential, sample_route_delay, MessageKind, SimConfig};
+use crate::lanes::{Batch, Lane, SendQueue};
 use crate::types::{Address, ClientStats, ReceivedMessage, SenderTag, SimError};
 
 /// Index of a client in the engine's tables (never reused).
@@ -118,17 +119,13 @@ struct Msg {
     surbs: u32,
     /// For replies and SURB requests: the tag (at the sender) they travel through.
     reply_via: Option<SenderTag>,
+    /// Retransmissions allowed per packet of a forward message (`None`: no limit); replies
+    /// and SURB requests use `reply_max_retries`.
+    max_retries: Option<u32>,
     /// Fragments not yet transmitted successfully.
     pending: u32,
     /// Arrival of the latest successful fragment so far.
     latest: Instant,
-}
-
-#[derive(Clone, Copy)]
-struct QueueEntry {
-    msg: u64,
-    count: u32,
-    attempt: u32,
 }
 
 /// Reply packets of one message waiting for SURBs.
@@ -171,9 +168,13 @@ impl TagState {
 }
 
 struct ClientState {
-    queue: VecDeque<QueueEntry>,
-    /// Packets in `queue` plus packets of replies waiting for SURBs.
+    /// Packets handed to the sending loop: the channel of batches and the lanes.
+    sendq: SendQueue,
+    /// Packets in `sendq` plus packets of replies waiting for SURBs.
     queued_packets: usize,
+    /// Retransmissions allowed per packet of this client's application messages (`None`:
+    /// no limit, nym's default for anonymous messages).
+    max_retransmissions: Option<u32>,
     ticking: bool,
     inbox: VecDeque<ReceivedMessage>,
     /// Messages received in the current batch window, with what kind each was.
@@ -190,6 +191,13 @@ impl ClientState {
     /// The bound on this client's send queue: its own limit within the network's.
     fn send_bound(&self, network: usize) -> usize {
         self.queue_limit.map_or(network, |l| l.min(network))
+    }
+
+    /// Whether another application message may be handed over: the channel to the sending
+    /// loop has room for a batch and the queue is within its bound in packets.
+    fn has_room(&self, cfg: &SimConfig) -> bool {
+        self.sendq.channel_len() < cfg.input_channel_batches
+            && self.queued_packets < self.send_bound(cfg.outbound_queue_packets)
     }
 }
 
@@ -370,8 +378,9 @@ impl Engine {
     fn add_client(&mut self, addr: Address) -> ClientId {
         let id = self.clients.len();
         self.clients.push(Some(ClientState {
-            queue: VecDeque::new(),
+            sendq: SendQueue::default(),
             queued_packets: 0,
+            max_retransmissions: self.cfg.forward_max_retries,
             ticking: false,
             inbox: VecDeque::new(),
             batch: Vec::new(),
@@ -408,8 +417,8 @@ impl Engine {
             return;
         };
         // Whatever was still queued never leaves: those messages can no longer complete.
-        for e in &state.queue {
-            self.msgs.remove(&e.msg);
+        for msg in state.sendq.messages() {
+            self.msgs.remove(&msg);
         }
         for ts in state.tags.values() {
             for p in &ts.waiting {
@@ -453,12 +462,19 @@ impl Engine {
         self.wake_ready_if_room(c);
     }
 
+    /// Sets the retransmissions allowed per packet of client `c`'s application messages
+    /// (`None`: no limit).
+    pub(crate) fn set_max_retransmissions(&mut self, c: ClientId, max: Option<u32>) {
+        if let Some(s) = self.client_mut(c) {
+            s.max_retransmissions = max;
+        }
+    }
+
     pub(crate) fn poll_ready(&mut self, c: ClientId, waker: &Waker) -> Result<bool, SimError> {
-        let network_bound = self.cfg.outbound_queue_packets;
-        let Some(s) = self.client_mut(c) else {
+        let Some(s) = self.clients.get_mut(c).and_then(Option::as_mut) else {
             return Err(SimError::Disconnected);
         };
-        if s.queued_packets < s.send_bound(network_bound) {
+        if s.has_room(&self.cfg) {
             Ok(true)
         } else {
             store_waker(&mut s.ready_waker, waker);
@@ -502,6 +518,7 @@ impl Engine {
         };
         let packets = self.check_size(payload.len(), kind)?;
         let tag = surbs.map(|_| self.pair_tag(from, to));
+        let max_retries = self.client(from).and_then(|s| s.max_retransmissions);
         let st = &mut self.stats[from];
         st.messages_sent += 1;
         st.payload_bytes_sent += payload.len() as u64;
@@ -514,10 +531,11 @@ impl Engine {
             tag,
             surbs: surbs.unwrap_or(0),
             reply_via: None,
+            max_retries,
             pending: packets,
             latest: now,
         });
-        self.enqueue(from, msg, packets, 0, now, false);
+        self.enqueue(from, msg, packets, 0, now, false, Lane::General);
         self.run_due(now);
         Ok(())
     }
@@ -551,6 +569,7 @@ impl Engine {
             tag: None,
             surbs: 0,
             reply_via: Some(tag),
+            max_retries: None,
             pending: packets,
             latest: now,
         });
@@ -610,9 +629,8 @@ impl Engine {
     }
 
     fn wake_ready_if_room(&mut self, c: ClientId) {
-        let network_bound = self.cfg.outbound_queue_packets;
         if let Some(s) = self.clients.get_mut(c).and_then(Option::as_mut) {
-            if s.queued_packets < s.send_bound(network_bound) {
+            if s.has_room(&self.cfg) {
                 if let Some(w) = s.ready_waker.take() {
                     self.to_wake.push(w);
                 }
@@ -620,9 +638,10 @@ impl Engine {
         }
     }
 
-    /// Put `count` packets of `msg` behind client `c`'s pacing (or straight out without pacing).
-    /// `counted`: the packets are already included in `queued_packets` (replies leaving the
-    /// SURB wait queue).
+    /// Hand `count` packets of `msg` to client `c`'s sending loop as one batch for `lane`
+    /// (or straight out without pacing). `counted`: the packets are already included in
+    /// `queued_packets` (replies leaving the SURB wait queue).
+    #[allow(clippy::too_many_arguments)]
     fn enqueue(
         &mut self,
         c: ClientId,
@@ -631,6 +650,7 @@ impl Engine {
         attempt: u32,
         at: Instant,
         counted: bool,
+        lane: Lane,
     ) {
         let Some(s) = self.clients.get_mut(c).and_then(Option::as_mut) else {
             self.msgs.remove(&msg);
@@ -641,14 +661,14 @@ impl Engine {
                 if !counted {
                     s.queued_packets += count as usize;
                 }
-                match s.queue.back_mut() {
-                    Some(b) if b.msg == msg && b.attempt == attempt => b.count += count,
-                    _ => s.queue.push_back(QueueEntry {
+                s.sendq.push(
+                    lane,
+                    Batch {
                         msg,
                         count,
                         attempt,
-                    }),
-                }
+                    },
+                );
                 if !s.ticking {
                     s.ticking = true;
                     let gap = sample_exponential(interval, &mut self.rng);
@@ -665,27 +685,17 @@ impl Engine {
         }
     }
 
+    /// One Poisson slot of client `c`: one batch joins its lane, one packet leaves.
     fn on_tick(&mut self, c: ClientId, at: Instant) {
         let Some(s) = self.clients.get_mut(c).and_then(Option::as_mut) else {
             return;
         };
-        let mut sent = None;
-        while let Some(front) = s.queue.front_mut() {
-            if !self.msgs.contains_key(&front.msg) {
-                // The message died (reply given up): its packets are never sent.
-                s.queued_packets = s.queued_packets.saturating_sub(front.count as usize);
-                s.queue.pop_front();
-                continue;
-            }
-            front.count -= 1;
-            s.queued_packets = s.queued_packets.saturating_sub(1);
-            sent = Some((front.msg, front.attempt));
-            if front.count == 0 {
-                s.queue.pop_front();
-            }
-            break;
-        }
-        let more = !s.queue.is_empty();
+        s.sendq.admit_one();
+        let msgs = &self.msgs;
+        let popped = s.sendq.pop_packet(&mut self.rng, |m| msgs.contains_key(&m));
+        let left = popped.discarded + usize::from(popped.packet.is_some());
+        s.queued_packets = s.queued_packets.saturating_sub(left);
+        let more = !s.sendq.is_empty();
         s.ticking = more;
         if more {
             if let Some(interval) = self.pacing {
@@ -694,7 +704,7 @@ impl Engine {
             }
         }
         self.wake_ready_if_room(c);
-        if let Some((msg, attempt)) = sent {
+        if let Some((msg, attempt)) = popped.packet {
             self.transmit(c, msg, 1, attempt, at);
         }
     }
@@ -707,16 +717,25 @@ impl Engine {
         if attempt > 0 {
             st.packets_retransmitted += u64::from(count);
         }
+        // A packet to a client that left (its gateway vanished) is never acknowledged: the
+        // sender's timer fires and it is sent again, as long as its limit allows.
+        let Some(to) = self.msgs.get(&msg).map(|m| m.to) else {
+            return;
+        };
+        let gone = !self
+            .by_addr
+            .get(&to)
+            .is_some_and(|&id| matches!(self.clients.get(id), Some(Some(_))));
         let Some(m) = self.msgs.get_mut(&msg) else {
             return;
         };
-        let p = self.cfg.loss_probability;
+        let p = if gone { 1.0 } else { self.cfg.loss_probability };
         if p == 0.0 && self.zero_route {
             m.pending = m.pending.saturating_sub(count);
             m.latest = m.latest.max(at);
         } else {
             for _ in 0..count {
-                let lost = p > 0.0 && self.rng.gen::<f64>() < p;
+                let lost = gone || (p > 0.0 && self.rng.gen::<f64>() < p);
                 let delay = sample_route_delay(&self.cfg, &mut self.rng);
                 if lost {
                     st.packets_lost += 1;
@@ -752,14 +771,22 @@ impl Engine {
         let Some(m) = self.msgs.get(&msg) else {
             return;
         };
-        let (from, body, reply_via) = (m.from, m.body, m.reply_via);
+        let (from, body, reply_via, max_retries) = (m.from, m.body, m.reply_via, m.max_retries);
         if !self.is_connected(from) {
             // The sender is gone: nobody retransmits, the message never completes.
             self.msgs.remove(&msg);
             return;
         }
         match reply_via {
-            None => self.enqueue(from, msg, 1, attempt, at, false),
+            None => {
+                if max_retries.is_some_and(|max| attempt > max) {
+                    // The client stops trying, silently, as nym's does.
+                    self.msgs.remove(&msg);
+                    self.stats[from].messages_dropped += 1;
+                    return;
+                }
+                self.enqueue(from, msg, 1, attempt, at, false, Lane::Retransmission);
+            }
             Some(tag) => {
                 if attempt > self.cfg.reply_max_retries {
                     self.give_up_reply(msg);
@@ -768,7 +795,7 @@ impl Engine {
                 match body {
                     Body::SurbRequest => {
                         self.take_surb_if_any(from, tag);
-                        self.enqueue(from, msg, 1, attempt, at, false);
+                        self.enqueue(from, msg, 1, attempt, at, false, Lane::Retransmission);
                     }
                     _ => {
                         // A retransmitted reply packet needs a fresh single-use SURB.
@@ -872,7 +899,12 @@ impl Engine {
                 Head::Skip => self.wake_ready_if_room(c),
                 Head::Send(msg, k, attempt) => {
                     self.stats[c].surbs_used += u64::from(k);
-                    self.enqueue(c, msg, k, attempt, at, true);
+                    let lane = if attempt > 0 {
+                        Lane::Retransmission
+                    } else {
+                        Lane::General
+                    };
+                    self.enqueue(c, msg, k, attempt, at, true, lane);
                 }
             }
         }
@@ -920,10 +952,11 @@ impl Engine {
             tag: None,
             surbs: amount,
             reply_via: Some(tag),
+            max_retries: None,
             pending: packets,
             latest: at,
         });
-        self.enqueue(c, msg, packets, 0, at, false);
+        self.enqueue(c, msg, packets, 0, at, false, Lane::SurbRequest);
         true
     }
 
@@ -1149,10 +1182,11 @@ impl Engine {
                         tag: Some(tag),
                         surbs: amount,
                         reply_via: None,
+                        max_retries: None,
                         pending: packets,
                         latest: at,
                     });
-                    self.enqueue(to, refill, packets, 0, at, false);
+                    self.enqueue(to, refill, packets, 0, at, false, Lane::SurbAnswer);
                 }
             }
             Body::SurbRefill => {

@@ -70,6 +70,7 @@ mod config;
 mod engine;
 pub mod hub;
 mod identity;
+mod lanes;
 mod types;
 
 use std::fmt;
@@ -328,8 +329,10 @@ impl SimClient {
         }
     }
 
-    /// Ready when the send queue has room (fewer than `outbound_queue_packets` packets queued,
-    /// counting replies that wait for SURBs); `Err(Disconnected)` after a forced disconnect,
+    /// Ready when the send queue has room: fewer than `input_channel_batches` messages wait
+    /// for the sending loop, and fewer than `outbound_queue_packets` packets (or this
+    /// client's own limit) are queued, counting replies that wait for SURBs.
+    /// `Err(Disconnected)` after a forced disconnect,
     /// `Err(HubGone)` once a hub client lost its hub.
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SimError>> {
         match &mut self.inner {
@@ -351,6 +354,19 @@ impl SimClient {
         if let ClientInner::Local(c) = &mut self.inner {
             let id = c.id;
             c.shared.with(|e| e.set_queue_limit(id, packets));
+        }
+    }
+
+    /// How many times nym's client may retransmit a lost packet of this client's regular
+    /// and anonymous messages before giving the message up (`None`: no limit, nym's
+    /// default; `InputMessage::with_max_retransmissions` on the real client). Without a
+    /// limit, messages to a client that left are retried forever and take sending slots
+    /// from everything else. For in-process clients; a hub client keeps the network's
+    /// `forward_max_retries`.
+    pub fn set_max_retransmissions(&mut self, max: Option<u32>) {
+        if let ClientInner::Local(c) = &mut self.inner {
+            let id = c.id;
+            c.shared.with(|e| e.set_max_retransmissions(id, max));
         }
     }
 

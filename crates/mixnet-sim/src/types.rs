@@ -142,7 +142,8 @@ pub struct ClientStats {
     /// `reply_wait_timeout`.
     pub replies_dropped: u64,
     /// Messages of this client that reached nobody: the address was unknown or disconnected,
-    /// or the receiver's queue was full.
+    /// a packet was given up after its retransmission limit, or the receiver's queue was
+    /// full.
     pub messages_dropped: u64,
     /// Packets of this client lost on the way (each was retransmitted or its reply given up).
     pub packets_lost: u64,

@@ -385,6 +385,7 @@ async fn waiting_reply_is_dropped_after_the_timeout() {
 async fn outbound_queue_is_bounded() {
     let cfg = SimConfig {
         outbound_queue_packets: 64,
+        input_channel_batches: 1_000,
         loss_probability: 0.0,
         ..SimConfig::realistic()
     };
@@ -409,6 +410,55 @@ async fn outbound_queue_is_bounded() {
     a.send_regular(b.address(), payload(0, 20_000))
         .expect("overshoot allowed");
     assert!(poll_ready_now(&mut a).is_pending());
+}
+
+/// Nym's sending loop takes one whole message per tick from a channel of 8: a sender is held
+/// back by the number of messages waiting, whatever their size.
+#[tokio::test(start_paused = true)]
+async fn the_sending_loop_admits_one_whole_message_per_tick() {
+    let net = Mixnet::new(SimConfig {
+        loss_probability: 0.0,
+        ..SimConfig::realistic()
+    });
+    let mut a = net.connect();
+    let mut b = net.connect();
+    // Eight one-packet messages fill the channel.
+    let mut accepted = 0;
+    while poll_ready_now(&mut a).is_ready() {
+        a.send_regular(b.address(), payload(accepted, 10))
+            .expect("send");
+        accepted += 1;
+        assert!(accepted <= 8, "the channel bound was not enforced");
+    }
+    assert_eq!(accepted, 8);
+    // One tick admits one message: room for exactly one more.
+    a.reserve().await.expect("ready again");
+    a.send_regular(b.address(), payload(8, 10)).expect("send");
+    assert!(poll_ready_now(&mut a).is_pending());
+    for _ in 0..9 {
+        recv_within(&mut b, Duration::from_secs(10))
+            .await
+            .expect("every message arrives");
+    }
+    // A 60-packet message is one batch: after it is admitted the channel is free again
+    // although its packets take ~1.2 s of link.
+    a.send_regular(b.address(), payload(9, 60 * 1604 - 2))
+        .expect("send");
+    let t0 = Instant::now();
+    a.reserve().await.expect("ready");
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t0.elapsed()
+    );
+    let m = recv_within(&mut b, Duration::from_secs(10))
+        .await
+        .expect("arrives");
+    assert!(
+        t0.elapsed() > Duration::from_millis(600),
+        "sent packet by packet"
+    );
+    assert_eq!(index(&m), 9);
 }
 
 #[tokio::test(start_paused = true)]
@@ -436,6 +486,7 @@ async fn inbound_queue_is_bounded_and_overflow_is_counted() {
 async fn disconnect_makes_the_address_unreachable() {
     let net = Mixnet::new(SimConfig {
         loss_probability: 0.0,
+        forward_max_retries: Some(2),
         ..SimConfig::realistic()
     });
     let mut a = net.connect();
@@ -447,8 +498,10 @@ async fn disconnect_makes_the_address_unreachable() {
     a.send_regular(Address::from_bytes([1; 32]), Bytes::from_static(b"nobody"))
         .expect("send");
     tokio::time::sleep(Duration::from_secs(30)).await;
+    // Never acknowledged: each packet is sent once and retransmitted twice, then given up.
     assert_eq!(a.stats().messages_dropped, 2);
-    assert_eq!(a.stats().packets_sent, 2);
+    assert_eq!(a.stats().packets_sent, 6);
+    assert_eq!(a.stats().packets_retransmitted, 4);
     assert!(net.stats(&b_addr).is_some(), "stats survive the disconnect");
 
     // A forced disconnect: the handle reports it.
@@ -462,6 +515,38 @@ async fn disconnect_makes_the_address_unreachable() {
     assert!(matches!(a.reserve().await, Err(SimError::Disconnected)));
     assert_eq!(a.recv().await, None);
     assert!(SimError::Disconnected.to_string().contains("disconnected"));
+}
+
+/// Nym retries anonymous messages without limit: to a client whose gateway vanished they go
+/// on forever, unless the client set its own limit (as our adapters do).
+#[tokio::test(start_paused = true)]
+async fn packets_to_a_vanished_client_are_retried_until_the_senders_limit() {
+    let net = Mixnet::new(SimConfig {
+        loss_probability: 0.0,
+        ..SimConfig::realistic()
+    });
+    let mut unlimited = net.connect();
+    let mut limited = net.connect();
+    limited.set_max_retransmissions(Some(3));
+    let gone = net.connect();
+    let gone_addr = gone.address();
+    gone.disconnect();
+    unlimited
+        .send_anonymous(gone_addr, Bytes::from_static(b"hello?"), 0)
+        .expect("send");
+    limited
+        .send_anonymous(gone_addr, Bytes::from_static(b"hello?"), 0)
+        .expect("send");
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let (u, l) = (unlimited.stats(), limited.stats());
+    assert_eq!(l.packets_sent, 4, "one send and three retransmissions");
+    assert_eq!(l.messages_dropped, 1);
+    assert_eq!(u.messages_dropped, 0, "never given up");
+    let sent_at_2min = u.packets_sent;
+    assert!(sent_at_2min > 30, "retried every ~1.7 s: {sent_at_2min}");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(unlimited.stats().packets_sent > sent_at_2min + 15);
+    assert_eq!(limited.stats().packets_sent, 4);
 }
 
 #[tokio::test(start_paused = true)]

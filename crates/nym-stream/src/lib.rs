@@ -73,3 +73,11 @@ pub mod pacer;
 pub mod sim;
 
 pub use lp_frame as frame;
+
+/// Packet retransmissions the network client may make for one of our anonymous messages.
+/// nym-client-core 1.21.6 retries anonymous messages without limit (replies 10 times): to
+/// a peer whose gateway vanished, our copies would be retried forever and take send slots
+/// from every other stream. Our own end-to-end recovery resends what still matters, so the
+/// network's repair is bounded like its replies'. Both adapters set it: the real one on
+/// every message, the simulator's on its client.
+pub const ANONYMOUS_MAX_RETRANSMISSIONS: u32 = 10;

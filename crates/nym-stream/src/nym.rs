@@ -77,12 +77,7 @@ pub fn sender_tag_to_nym(tag: SenderTag) -> AnonymousSenderTag {
     AnonymousSenderTag::from_bytes(tag.0)
 }
 
-/// Packet retransmissions nym's client may make for one of our anonymous messages.
-/// nym-client-core 1.21.6 retries anonymous messages without limit (replies 10 times):
-/// to a peer whose gateway vanished, our copies would be retried forever and take send
-/// slots from every other stream. Our own end-to-end recovery resends what still matters,
-/// so the network's repair is bounded like its replies'.
-pub const ANONYMOUS_MAX_RETRANSMISSIONS: u32 = 10;
+pub use crate::ANONYMOUS_MAX_RETRANSMISSIONS;
 
 /// What went wrong handing a message to nym-sdk.
 #[derive(Debug, thiserror::Error)]

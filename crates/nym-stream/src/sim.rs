@@ -31,9 +31,12 @@ pub struct SimTransport {
 
 impl SimTransport {
     /// Wraps a connected simulator client, bounding its send queue at
-    /// [`SEND_QUEUE_PACKETS`] (an in-process client; a hub client keeps the hub's bound).
+    /// [`SEND_QUEUE_PACKETS`] and its retransmissions of a packet at
+    /// [`ANONYMOUS_MAX_RETRANSMISSIONS`](crate::ANONYMOUS_MAX_RETRANSMISSIONS), as the real
+    /// adapter does (an in-process client; a hub client keeps the hub's settings).
     pub fn new(mut client: SimClient) -> Self {
         client.set_send_queue_limit(Some(SEND_QUEUE_PACKETS));
+        client.set_max_retransmissions(Some(crate::ANONYMOUS_MAX_RETRANSMISSIONS));
         Self { client }
     }
 

@@ -36,6 +36,11 @@ pub struct HubConfig {
     pub max_connections: usize,
     /// How long a new connection has to send its hello before it is dropped. Default 5 s.
     pub hello_timeout: Duration,
+    /// Retransmissions per packet of a hub client's messages before the network gives
+    /// them up; it replaces `sim.forward_max_retries`, as hub clients cannot set their own.
+    /// Without a limit, a client sending to addresses nobody holds would make the hub
+    /// retry forever, so the default bounds it like our adapters do. Default `Some(10)`.
+    pub max_retransmissions: Option<u32>,
 }
 
 impl Default for HubConfig {
@@ -52,6 +57,7 @@ impl HubConfig {
             sim: SimConfig::realistic(),
             max_connections: 4096,
             hello_timeout: Duration::from_secs(5),
+            max_retransmissions: Some(10),
         }
     }
 
@@ -71,6 +77,12 @@ impl HubConfig {
     /// Sets [`HubConfig::max_connections`].
     pub fn with_max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
+        self
+    }
+
+    /// Sets [`HubConfig::max_retransmissions`].
+    pub fn with_max_retransmissions(mut self, max: Option<u32>) -> Self {
+        self.max_retransmissions = max;
         self
     }
 
@@ -145,7 +157,10 @@ impl Hub {
             )
         })?;
         let local_addr = listener.local_addr()?;
-        let net = Mixnet::new(cfg.sim.clone());
+        let net = Mixnet::new(SimConfig {
+            forward_max_retries: cfg.max_retransmissions,
+            ..cfg.sim.clone()
+        });
         let counters = Arc::new(Counters::default());
         let (stop, stop_rx) = watch::channel(false);
         tracing::info!(%local_addr, seed = cfg.sim.seed, "simulated-mixnet hub listening");
