@@ -2,6 +2,8 @@
 //! "Faithful to the real Nym client"): the replier's client keeps 20 SURBs per sender tag
 //! in reserve, asks for more on its own, and drops replies that wait too long.
 
+mod scenarios;
+
 use std::time::Duration;
 
 use nym_stream::mixnet::{Mixnet, MixnetClient, MixnetClientBuilder, MuxConfig, SimConfig};
@@ -243,10 +245,7 @@ async fn concurrent_downloads_need_no_retransmission_and_use_what_they_are_given
     );
 }
 
-/// A peer whose gateway vanished (its client left the network mid-stream): nothing
-/// acknowledges our packets any more. nym's client would retry anonymous messages forever;
-/// ours lets it retry each packet at most `ANONYMOUS_MAX_RETRANSMISSIONS` times. The stream
-/// gives up on its own timers with a clear error, and then nothing more leaves.
+/// A peer whose gateway vanished (see the scenario), on the simulator's own adapter.
 #[tokio::test(start_paused = true)]
 async fn a_peer_whose_gateway_vanished_fails_the_stream_and_sending_stops() {
     let net = Mixnet::new(SimConfig {
@@ -255,62 +254,31 @@ async fn a_peer_whose_gateway_vanished_fails_the_stream_and_sending_stops() {
     });
     let mut server = client(&net, 1, MuxConfig::default()).await;
     let mut opener = client(&net, 2, MuxConfig::default()).await;
-    let mut listener = server.listener().expect("listener");
-    tokio::spawn(async move {
-        while let Some(s) = listener.accept().await {
-            let (mut rd, mut wr) = tokio::io::split(s);
-            let _ = tokio::io::copy(&mut rd, &mut wr).await;
-        }
-    });
-    let mut s = opener
-        .open_stream(*server.nym_address(), None)
-        .await
-        .expect("open");
-    s.write_all(b"ping").await.expect("write");
-    let mut echo = [0u8; 4];
-    s.read_exact(&mut echo)
-        .await
-        .expect("echo while the peer is there");
-
     let server_addr = server
         .nym_address()
         .as_sim_address()
         .expect("a sim address");
-    assert!(
-        net.disconnect_client(&server_addr),
-        "the server's gateway vanishes"
-    );
-    let start = Instant::now();
-    let data = vec![7u8; 64 * 1024];
-    let outcome = tokio::time::timeout(Duration::from_secs(3600), async {
-        s.write_all(&data).await?;
-        s.flush().await?;
-        let mut buf = [0u8; 1];
-        s.read(&mut buf).await
-    })
-    .await
-    .expect("the stream fails instead of hanging");
-    let err = outcome.expect_err("nobody answers");
-    let failed_after = start.elapsed();
-    // Keepalives find the peer gone: 3 missed pings of 60 s after the last frame.
-    assert!(
-        failed_after <= Duration::from_secs(300),
-        "failed after {failed_after:?}: {err}"
-    );
-    assert!(err.to_string().contains("unreachable or gone"), "{err}");
+    let opener_addr = opener
+        .nym_address()
+        .as_sim_address()
+        .expect("a sim address");
+    scenarios::peer_gateway_vanishes(
+        &mut opener,
+        &mut server,
+        || assert!(net.disconnect_client(&server_addr)),
+        || net.stats(&opener_addr).expect("stats"),
+    )
+    .await;
+}
 
-    // What was still being retried runs out within 10 retransmissions (~20 s); after
-    // that, nothing is sent to the vanished peer.
-    tokio::time::sleep(Duration::from_secs(60)).await;
-    let settled = opener.network_stats().expect("stats");
-    tokio::time::sleep(Duration::from_secs(600)).await;
-    let later = opener.network_stats().expect("stats");
-    assert_eq!(later.packets_sent, settled.packets_sent, "sending stopped");
-    assert!(later.messages_dropped > 0, "the network gave copies up");
-    let first_sends = later.packets_sent - later.packets_retransmitted;
-    assert!(
-        later.packets_retransmitted
-            <= first_sends * u64::from(nym_stream::ANONYMOUS_MAX_RETRANSMISSIONS),
-        "each packet retried at most the limit"
-    );
+/// `disconnect()` right after `shutdown()` (see the scenario): the peer reads every byte
+/// and the end of the stream before we are gone.
+#[tokio::test(start_paused = true)]
+async fn disconnect_right_after_shutdown_delivers_the_fin() {
+    for seed in [1, 2, 3] {
+        let net = Mixnet::new(SimConfig::realistic().with_seed(seed));
+        let mut server = client(&net, 1, MuxConfig::default()).await;
+        let opener = client(&net, 2, MuxConfig::default()).await;
+        scenarios::disconnect_right_after_shutdown(opener, &mut server).await;
+    }
 }

@@ -1,10 +1,13 @@
 //! The `nym` feature, offline: our full stack (facade, multiplexer, [`NymTransport`]) over
 //! an in-process fake of nym-sdk's message API built from real nym types: `Recipient`s from
 //! freshly generated keys, `AnonymousSenderTag`s, `InputMessage`s in, and
-//! `ReconstructedMessage`s out. The fake routes between its clients with random per-message
-//! delays (so messages overtake one another), hands out one sender tag per
-//! (sender, recipient) pair, routes replies by tag without revealing the sender's address,
-//! and has a bounded input channel like nym-sdk's.
+//! `ReconstructedMessage`s out. Behind the nym types runs the simulator's engine (the
+//! realistic preset unless a test says otherwise), so the fake behaves as nym-client-core
+//! 1.21.6 does: Poisson-paced sending one whole message per tick from a channel of 8 (which
+//! is what `send` waits for; replies never wait), lanes, the replier's SURB reserve and
+//! its own SURB requests, packet retransmissions up to the message's limit, batches
+//! regrouped and reversed on delivery, and everything queued discarded when the client
+//! goes away.
 #![cfg(feature = "nym")]
 
 mod scenarios;
@@ -12,14 +15,15 @@ mod scenarios;
 mod common;
 
 use common::spawn_echo_server;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
+use bytes::Bytes;
 use futures_core::Stream;
+use mixnet_sim::{Mixnet, SimClient, SimConfig};
 use mux::{Destination, Transport};
 use nym_stream::mixnet::{
     Error, MixnetClient, MixnetClientBuilder, MixnetMessageSender, Recipient,
@@ -28,7 +32,7 @@ use nym_stream::nym::nym_sdk::mixnet::{
     self as nym, ed25519, x25519, AnonymousSenderTag, InputMessage, ReconstructedMessage,
 };
 use nym_stream::nym::{sender_tag_from_nym, sender_tag_to_nym, NymTransport};
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -46,13 +50,7 @@ fn generate_recipient(rng: &mut ChaCha8Rng) -> nym::Recipient {
     )
 }
 
-/// One fake client's mailbox: messages delivered and not yet taken.
-#[derive(Default)]
-struct Inbox {
-    queue: VecDeque<ReconstructedMessage>,
-    waker: Option<Waker>,
-}
-
+/// What the fake's clients handed to nym, by kind.
 #[derive(Default)]
 struct Counters {
     anonymous: u64,
@@ -60,160 +58,198 @@ struct Counters {
     surbs_attached: u64,
 }
 
-struct NetState {
+struct Directory {
     rng: ChaCha8Rng,
-    /// Inboxes by the recipient's byte form.
-    inboxes: HashMap<[u8; nym::Recipient::LEN], Inbox>,
-    /// The tag a sender gets at a recipient, per (sender, recipient).
-    tags: HashMap<([u8; nym::Recipient::LEN], [u8; nym::Recipient::LEN]), AnonymousSenderTag>,
-    /// Who is behind a tag (the fake's secret: the receiver never sees it).
-    tag_owner: HashMap<[u8; 16], [u8; nym::Recipient::LEN]>,
+    /// The simulator address behind each Nym address.
+    addresses: HashMap<[u8; nym::Recipient::LEN], mixnet_sim::Address>,
     counters: Counters,
 }
 
-/// The fake network: per-message delays of 0..max_delay, so messages reorder.
+/// The fake network: nym types outside, the simulator's engine inside.
 #[derive(Clone)]
 struct FakeNet {
-    state: Arc<Mutex<NetState>>,
-    max_delay_ms: u64,
+    net: Mixnet,
+    directory: Arc<Mutex<Directory>>,
 }
 
 impl FakeNet {
-    fn new(seed: u64, max_delay_ms: u64) -> Self {
+    fn new(config: SimConfig) -> Self {
         Self {
-            state: Arc::new(Mutex::new(NetState {
-                rng: ChaCha8Rng::seed_from_u64(seed),
-                inboxes: HashMap::new(),
-                tags: HashMap::new(),
-                tag_owner: HashMap::new(),
+            directory: Arc::new(Mutex::new(Directory {
+                rng: ChaCha8Rng::seed_from_u64(config.seed),
+                addresses: HashMap::new(),
                 counters: Counters::default(),
             })),
-            max_delay_ms,
+            net: Mixnet::new(config),
         }
     }
 
-    /// A fake nym-sdk client: its address, a sender (bounded input channel of `capacity`
-    /// messages, drained by a "gateway" task) and a receiver.
-    fn join(&self, capacity: usize) -> (nym::Recipient, FakeSender, FakeReceiver) {
+    /// A fake nym-sdk client: its address, its sender and its receiver (both ends of one
+    /// simulator client, which leaves the network when both are dropped).
+    fn join(&self) -> (nym::Recipient, FakeSender, FakeReceiver) {
+        let client = self.net.connect();
         let me = {
-            let mut st = self.state.lock().unwrap();
-            let me = generate_recipient(&mut st.rng);
-            st.inboxes.insert(me.to_bytes(), Inbox::default());
+            let mut d = self.directory.lock().unwrap();
+            let me = generate_recipient(&mut d.rng);
+            d.addresses.insert(me.to_bytes(), client.address());
             me
         };
-        let (tx, mut rx) = mpsc::channel::<InputMessage>(capacity);
-        let net = self.clone();
-        tokio::spawn(async move {
-            while let Some(msg) = rx.recv().await {
-                net.route(me, msg);
-            }
-        });
+        let client = Arc::new(Mutex::new(client));
         (
             me,
-            FakeSender { tx },
-            FakeReceiver {
+            FakeSender {
                 net: self.clone(),
-                me,
+                client: Arc::clone(&client),
             },
+            FakeReceiver { client },
         )
     }
 
-    /// Sends one input message on its way, as the client `from` would.
-    fn route(&self, from: nym::Recipient, msg: InputMessage) {
-        let msg = match msg {
+    /// The simulator address of a Nym address; one nobody joined with is unreachable.
+    fn sim_address(&self, recipient: &nym::Recipient) -> mixnet_sim::Address {
+        let bytes = recipient.to_bytes();
+        let d = self.directory.lock().unwrap();
+        d.addresses.get(&bytes).copied().unwrap_or_else(|| {
+            let mut unknown = [0u8; 32];
+            unknown.copy_from_slice(&bytes[..32]);
+            mixnet_sim::Address::from_bytes(unknown)
+        })
+    }
+
+    /// Takes `recipient`'s client off the network, as if its gateway vanished.
+    fn vanish(&self, recipient: &nym::Recipient) {
+        assert!(self.net.disconnect_client(&self.sim_address(recipient)));
+    }
+
+    /// The network statistics of `recipient`'s client.
+    fn stats(&self, recipient: &nym::Recipient) -> mixnet_sim::ClientStats {
+        self.net
+            .stats(&self.sim_address(recipient))
+            .expect("a client of this network")
+    }
+
+    fn counters(&self) -> (u64, u64, u64) {
+        let d = self.directory.lock().unwrap();
+        (
+            d.counters.anonymous,
+            d.counters.replies,
+            d.counters.surbs_attached,
+        )
+    }
+}
+
+/// The sending half of a fake client. Like nym-sdk's, `send` waits while the client's
+/// channel to its sending loop is full, except for replies, which nym's reply controller
+/// takes without limit.
+struct FakeSender {
+    net: FakeNet,
+    client: Arc<Mutex<SimClient>>,
+}
+
+impl FakeSender {
+    async fn hand_over(&self, message: InputMessage) -> Result<(), mixnet_sim::SimError> {
+        let message = match message {
             InputMessage::MessageWrapper { message, .. } => *message,
             other => other,
         };
-        let mut st = self.state.lock().unwrap();
-        let (to, delivered) = match msg {
+        let ready = || std::future::poll_fn(|cx| self.client.lock().unwrap().poll_ready(cx));
+        match message {
             InputMessage::Anonymous {
                 recipient,
                 data,
                 reply_surbs,
+                max_retransmissions,
                 ..
             } => {
-                st.counters.anonymous += 1;
-                st.counters.surbs_attached += u64::from(reply_surbs);
-                let key = (from.to_bytes(), recipient.to_bytes());
-                let tag = match st.tags.get(&key) {
-                    Some(tag) => *tag,
-                    None => {
-                        let mut bytes = [0u8; 16];
-                        st.rng.fill_bytes(&mut bytes);
-                        let tag = AnonymousSenderTag::from_bytes(bytes);
-                        st.tags.insert(key, tag);
-                        st.tag_owner.insert(bytes, from.to_bytes());
-                        tag
-                    }
-                };
-                (
-                    recipient.to_bytes(),
-                    ReconstructedMessage {
-                        message: data,
-                        sender_tag: Some(tag),
-                    },
-                )
+                {
+                    let mut d = self.net.directory.lock().unwrap();
+                    d.counters.anonymous += 1;
+                    d.counters.surbs_attached += u64::from(reply_surbs);
+                }
+                let to = self.net.sim_address(&recipient);
+                ready().await?;
+                let mut c = self.client.lock().unwrap();
+                c.set_max_retransmissions(max_retransmissions);
+                c.send_anonymous(to, Bytes::from(data), reply_surbs)
+            }
+            InputMessage::Regular {
+                recipient,
+                data,
+                max_retransmissions,
+                ..
+            } => {
+                let to = self.net.sim_address(&recipient);
+                ready().await?;
+                let mut c = self.client.lock().unwrap();
+                c.set_max_retransmissions(max_retransmissions);
+                c.send_regular(to, Bytes::from(data))
             }
             InputMessage::Reply {
                 recipient_tag,
                 data,
                 ..
             } => {
-                st.counters.replies += 1;
-                let Some(owner) = st.tag_owner.get(&recipient_tag.to_bytes()).copied() else {
-                    return; // An unknown tag: the real network loses it too.
-                };
-                (
-                    owner,
-                    ReconstructedMessage {
-                        message: data,
-                        sender_tag: None,
-                    },
-                )
-            }
-            InputMessage::Regular {
-                recipient, data, ..
-            } => (
-                recipient.to_bytes(),
-                ReconstructedMessage {
-                    message: data,
-                    sender_tag: None,
-                },
-            ),
-            // Neither premade packets nor nested wrappers come from the adapter.
-            _ => return,
-        };
-        let delay = Duration::from_millis(st.rng.gen_range(0..=self.max_delay_ms));
-        drop(st);
-        let state = Arc::clone(&self.state);
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let mut st = state.lock().unwrap();
-            if let Some(inbox) = st.inboxes.get_mut(&to) {
-                inbox.queue.push_back(delivered);
-                if let Some(w) = inbox.waker.take() {
-                    w.wake();
+                self.net.directory.lock().unwrap().counters.replies += 1;
+                let tag = mixnet_sim::SenderTag(recipient_tag.to_bytes());
+                match self
+                    .client
+                    .lock()
+                    .unwrap()
+                    .send_reply(tag, Bytes::from(data))
+                {
+                    // nym only logs a reply to a tag it has no SURBs for.
+                    Err(mixnet_sim::SimError::UnknownSenderTag(_)) => Ok(()),
+                    other => other,
                 }
             }
-        });
+            // Premade packets never come from the adapter.
+            _ => Ok(()),
+        }
     }
-
-    fn counters(&self) -> (u64, u64, u64) {
-        let st = self.state.lock().unwrap();
-        (
-            st.counters.anonymous,
-            st.counters.replies,
-            st.counters.surbs_attached,
-        )
-    }
-}
-
-/// The sending half of a fake client: a bounded channel, like nym-sdk's client input.
-struct FakeSender {
-    tx: mpsc::Sender<InputMessage>,
 }
 
 impl nym::MixnetMessageSender for FakeSender {
+    fn send<'life0, 'async_trait>(
+        &'life0 self,
+        message: InputMessage,
+    ) -> Pin<Box<dyn Future<Output = nym_stream::nym::nym_sdk::Result<()>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async move {
+            self.hand_over(message)
+                .await
+                .map_err(|_| nym_stream::nym::nym_sdk::Error::MessageSendingFailure)
+        })
+    }
+}
+
+/// The receiving half of a fake client: reconstructed messages, in the order nym-sdk's
+/// `Stream` yields them (each delivered batch regrouped and reversed).
+struct FakeReceiver {
+    client: Arc<Mutex<SimClient>>,
+}
+
+impl Stream for FakeReceiver {
+    type Item = ReconstructedMessage;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.client.lock().unwrap().poll_recv(cx).map(|m| {
+            m.map(|m| ReconstructedMessage {
+                message: m.payload.to_vec(),
+                sender_tag: m.sender_tag.map(|t| AnonymousSenderTag::from_bytes(t.0)),
+            })
+        })
+    }
+}
+
+/// A sender that only fills a bounded channel, for looking at what the adapter hands over.
+struct ChannelSender {
+    tx: mpsc::Sender<InputMessage>,
+}
+
+impl nym::MixnetMessageSender for ChannelSender {
     fn send<'life0, 'async_trait>(
         &'life0 self,
         message: InputMessage,
@@ -231,32 +267,8 @@ impl nym::MixnetMessageSender for FakeSender {
     }
 }
 
-/// The receiving half of a fake client: a stream of reconstructed messages.
-struct FakeReceiver {
-    net: FakeNet,
-    me: nym::Recipient,
-}
-
-impl Stream for FakeReceiver {
-    type Item = ReconstructedMessage;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let mut st = self.net.state.lock().unwrap();
-        let Some(inbox) = st.inboxes.get_mut(&self.me.to_bytes()) else {
-            return Poll::Ready(None);
-        };
-        match inbox.queue.pop_front() {
-            Some(m) => Poll::Ready(Some(m)),
-            None => {
-                inbox.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
-    }
-}
-
 fn fake_client_with(net: &FakeNet, builder: MixnetClientBuilder) -> MixnetClient {
-    let (addr, sender, receiver) = net.join(64);
+    let (addr, sender, receiver) = net.join();
     builder
         .build()
         .expect("valid settings")
@@ -280,7 +292,7 @@ fn pattern(len: usize, salt: u8) -> Vec<u8> {
 
 #[tokio::test(start_paused = true)]
 async fn large_echo_is_byte_exact_with_eof_over_reordering_fake() {
-    let net = FakeNet::new(1, 80);
+    let net = FakeNet::new(SimConfig::realistic().with_seed(1));
     let mut server = fake_client(&net, 1);
     let mut alice = fake_client(&net, 2);
     assert!(server.nym_address().is_nym());
@@ -315,7 +327,7 @@ async fn large_echo_is_byte_exact_with_eof_over_reordering_fake() {
 
 #[tokio::test(start_paused = true)]
 async fn many_concurrent_streams_each_echo_their_own_bytes() {
-    let net = FakeNet::new(2, 60);
+    let net = FakeNet::new(SimConfig::realistic().with_seed(2));
     let mut server = fake_client(&net, 10);
     let mut alice = fake_client(&net, 11);
     spawn_echo_server(&mut server);
@@ -346,7 +358,7 @@ async fn many_concurrent_streams_each_echo_their_own_bytes() {
 
 #[tokio::test(start_paused = true)]
 async fn reset_and_drop_without_shutdown_reach_the_peer() {
-    let net = FakeNet::new(3, 40);
+    let net = FakeNet::new(SimConfig::realistic().with_seed(3));
     let mut c = fake_client(&net, 20);
     let mut server = fake_client(&net, 21);
     scenarios::close_reset_and_drop(&mut c, &mut server).await;
@@ -354,7 +366,7 @@ async fn reset_and_drop_without_shutdown_reach_the_peer() {
 
 #[tokio::test(start_paused = true)]
 async fn plain_messages_and_replies_coexist_with_streams() {
-    let net = FakeNet::new(4, 30);
+    let net = FakeNet::new(SimConfig::realistic().with_seed(4));
     let mut server = fake_client(&net, 30);
     let mut alice = fake_client(&net, 31);
     spawn_echo_server(&mut server);
@@ -386,7 +398,7 @@ async fn plain_messages_and_replies_coexist_with_streams() {
 
 #[tokio::test(start_paused = true)]
 async fn addresses_of_the_other_network_are_refused() {
-    let net = FakeNet::new(5, 10);
+    let net = FakeNet::new(SimConfig::realistic().with_seed(5));
     let mut c = fake_client(&net, 40);
     let sim: Recipient = format!("sim:{}", "cd".repeat(32)).parse().unwrap();
     match c.open_stream(sim, None).await {
@@ -452,10 +464,10 @@ async fn a_full_input_channel_is_backpressure() {
     let me = generate_recipient(&mut rng);
     let peer = Recipient::from(generate_recipient(&mut rng));
     let (tx, mut rx) = mpsc::channel::<InputMessage>(1);
-    let (_, _, receiver) = FakeNet::new(9, 0).join(1);
-    let mut transport = NymTransport::new(me, FakeSender { tx }, receiver);
+    let (_, _, receiver) = FakeNet::new(SimConfig::instant()).join();
+    let mut transport = NymTransport::new(me, ChannelSender { tx }, receiver);
 
-    let ready = |t: &mut NymTransport<FakeSender, FakeReceiver>| {
+    let ready = |t: &mut NymTransport<ChannelSender, FakeReceiver>| {
         let mut cx = Context::from_waker(Waker::noop());
         t.poll_ready(&mut cx)
     };
@@ -528,9 +540,9 @@ async fn hand_offs_are_paced_by_packet_count() {
     let me = generate_recipient(&mut rng);
     let peer = Recipient::from(generate_recipient(&mut rng));
     let (tx, mut rx) = mpsc::channel::<InputMessage>(1000);
-    let (_, _, receiver) = FakeNet::new(11, 0).join(1);
-    let mut transport = NymTransport::new(me, FakeSender { tx }, receiver);
-    let ready = |t: &mut NymTransport<FakeSender, FakeReceiver>| {
+    let (_, _, receiver) = FakeNet::new(SimConfig::instant()).join();
+    let mut transport = NymTransport::new(me, ChannelSender { tx }, receiver);
+    let ready = |t: &mut NymTransport<ChannelSender, FakeReceiver>| {
         let mut cx = Context::from_waker(Waker::noop());
         matches!(t.poll_ready(&mut cx), Poll::Ready(Ok(())))
     };
@@ -561,4 +573,38 @@ async fn hand_offs_are_paced_by_packet_count() {
         got += 1;
     }
     assert_eq!(got, 27, "every accepted message reached nym");
+}
+
+/// nym-sdk's `disconnect` discards what its client still queues; ours drains first, so a
+/// FIN written just before reaches the peer (on the fake, whose client leaves the network
+/// with whatever it still holds).
+#[tokio::test(start_paused = true)]
+async fn disconnect_right_after_shutdown_delivers_the_fin_over_nym_types() {
+    for seed in [6, 7] {
+        let net = FakeNet::new(SimConfig::realistic().with_seed(seed));
+        let mut server = fake_client(&net, 50);
+        let opener = fake_client(&net, 51);
+        scenarios::disconnect_right_after_shutdown(opener, &mut server).await;
+    }
+}
+
+/// A peer whose gateway vanished, over nym types: the bounded retransmission count the
+/// adapter puts on every anonymous message is what stops the network's retries.
+#[tokio::test(start_paused = true)]
+async fn a_peer_whose_gateway_vanished_fails_the_stream_and_sending_stops_over_nym_types() {
+    let net = FakeNet::new(SimConfig {
+        loss_probability: 0.0,
+        ..SimConfig::realistic().with_seed(8)
+    });
+    let mut server = fake_client(&net, 60);
+    let mut opener = fake_client(&net, 61);
+    let server_addr = nym::Recipient::try_from(*server.nym_address()).expect("nym");
+    let opener_addr = nym::Recipient::try_from(*opener.nym_address()).expect("nym");
+    scenarios::peer_gateway_vanishes(
+        &mut opener,
+        &mut server,
+        || net.vanish(&server_addr),
+        || net.stats(&opener_addr),
+    )
+    .await;
 }
