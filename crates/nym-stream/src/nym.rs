@@ -11,6 +11,14 @@
 //! `ReconstructedMessage { message, sender_tag }`. nym-sdk's own stream mode (`open_stream`,
 //! `listener`) is never touched: it would switch the client out of message mode.
 //!
+//! Inbound order: for a client it owns, the facade reads whole delivered batches
+//! (`wait_for_messages`) front to back, where nym-sdk's `Stream` would reverse each one.
+//!
+//! Sending: hand-offs are paced at nym's own rate by packet count ([`crate::pacer`]), so
+//! frames wait in the multiplexer, where our timers and scheduling see them, rather than
+//! in nym's unbounded lanes; every anonymous message may be retransmitted by nym at most
+//! [`ANONYMOUS_MAX_RETRANSMISSIONS`] times.
+//!
 //! Backpressure: nym-sdk's input channel is bounded, so its `send` waits while the channel
 //! is full. The adapter keeps at most one such send in flight and reports `Pending` from
 //! [`mux::Transport::poll_ready`] until it completes, so the multiplexer stops emitting
@@ -262,15 +270,109 @@ impl SharedNymClient {
     }
 }
 
-impl Stream for SharedNymClient {
+/// What a real nym-sdk client received, **in the order it delivered it**.
+///
+/// nym-sdk's own `Stream` for its client pops each delivered batch from the end, so a
+/// batch of messages that completed together comes out reversed (and a stream's data
+/// overtakes its `Open`). This reader takes whole batches (`wait_for_messages`, which
+/// keeps the client's order: plain, then repliable, then replies, each as completed) and
+/// hands them out front to back.
+pub(crate) struct NymReceiver {
+    client: SharedNymClient,
+    batch: InOrder<ReconstructedMessage>,
+}
+
+impl NymReceiver {
+    pub(crate) fn new(client: SharedNymClient) -> Self {
+        Self {
+            client,
+            batch: InOrder::default(),
+        }
+    }
+}
+
+impl Stream for NymReceiver {
     type Item = ReconstructedMessage;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match slot.as_mut() {
-            Some(client) => Pin::new(client).poll_next(cx),
-            // Taken by disconnect(): the network is gone.
-            None => Poll::Ready(None),
+        let this = self.get_mut();
+        let shared = &this.client;
+        this.batch.poll_next(cx, |cx| {
+            let mut slot = shared.0.lock().unwrap_or_else(|e| e.into_inner());
+            match slot.as_mut() {
+                // Cancel-safe (nym-sdk's docs): a batch not yet there stays in the
+                // channel, whose receiver keeps our waker.
+                Some(client) => std::pin::pin!(client.wait_for_messages()).poll(cx),
+                // Taken by disconnect(): the network is gone.
+                None => Poll::Ready(None),
+            }
+        })
+    }
+}
+
+/// The rest of the batch last taken, handed out front to back before the next is taken.
+pub(crate) struct InOrder<T> {
+    rest: std::collections::VecDeque<T>,
+}
+
+impl<T> Default for InOrder<T> {
+    fn default() -> Self {
+        Self {
+            rest: std::collections::VecDeque::new(),
         }
+    }
+}
+
+impl<T> InOrder<T> {
+    /// The next item: from the batch at hand, else from the next batch `poll_batch` yields
+    /// (empty batches are skipped; `None` ends the stream).
+    pub(crate) fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut poll_batch: impl FnMut(&mut Context<'_>) -> Poll<Option<Vec<T>>>,
+    ) -> Poll<Option<T>> {
+        loop {
+            if let Some(item) = self.rest.pop_front() {
+                return Poll::Ready(Some(item));
+            }
+            match std::task::ready!(poll_batch(cx)) {
+                Some(batch) => self.rest.extend(batch),
+                None => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch comes out in the order it was delivered (nym-sdk's `Stream` would give
+    /// 3, 2, 1), empty batches are skipped, and the end is passed on.
+    #[test]
+    fn batches_are_read_front_to_back() {
+        let mut batches = vec![
+            Poll::Ready(None),
+            Poll::Ready(Some(vec![4])),
+            Poll::Pending,
+            Poll::Ready(Some(vec![])),
+            Poll::Ready(Some(vec![1, 2, 3])),
+        ];
+        let mut reader = InOrder::default();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut next = || reader.poll_next(&mut cx, |_| batches.pop().unwrap_or(Poll::Pending));
+        let got: Vec<Poll<Option<i32>>> = (0..7).map(|_| next()).collect();
+        assert_eq!(
+            got,
+            [
+                Poll::Ready(Some(1)),
+                Poll::Ready(Some(2)),
+                Poll::Ready(Some(3)),
+                Poll::Pending,
+                Poll::Ready(Some(4)),
+                Poll::Ready(None),
+                Poll::Pending,
+            ]
+        );
     }
 }

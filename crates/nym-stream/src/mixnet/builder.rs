@@ -49,6 +49,8 @@ pub struct MixnetClientBuilder {
     mux: MuxConfig,
     idle_timeout: Option<Duration>,
     plain_surbs: u32,
+    #[cfg(feature = "nym")]
+    nym: super::nym_client::NymSettings,
 }
 
 impl MixnetClientBuilder {
@@ -62,6 +64,8 @@ impl MixnetClientBuilder {
             mux: MuxConfig::default(),
             idle_timeout: Some(DEFAULT_STREAM_IDLE_TIMEOUT),
             plain_surbs: DEFAULT_PLAIN_MESSAGE_SURBS,
+            #[cfg(feature = "nym")]
+            nym: Default::default(),
         }
     }
 
@@ -80,6 +84,28 @@ impl MixnetClientBuilder {
     #[cfg(feature = "nym")]
     pub fn nym_network(mut self) -> Self {
         self.network = Some(Network::Nym);
+        self
+    }
+
+    /// nym-sdk's own settings (`nym_sdk::DebugConfig`: sending rates, acknowledgements,
+    /// reply-SURB storage and requests) for the client that
+    /// [`nym_network`](Self::nym_network) connects. Default: nym's defaults. Whatever is
+    /// given, a client with on-disk keys (an [`identity_file`](Self::identity_file)) keeps
+    /// its reply-SURB reserve (`minimum_reply_surb_storage_threshold`) at least at the
+    /// multiplexer's `surb_reserve`, so the SURBs our peers send for that reserve are the
+    /// ones nym holds back; an ephemeral client's storage always keeps 20. Feature `nym`.
+    #[cfg(feature = "nym")]
+    pub fn nym_debug_config(mut self, config: nym_sdk::DebugConfig) -> Self {
+        self.nym.debug = Some(config);
+        self
+    }
+
+    /// The gateway (its identity key, base58) the client that
+    /// [`nym_network`](Self::nym_network) connects should register with, instead of
+    /// one nym-sdk picks. Feature `nym`.
+    #[cfg(feature = "nym")]
+    pub fn nym_gateway(mut self, gateway_identity: impl Into<String>) -> Self {
+        self.nym.gateway = Some(gateway_identity.into());
         self
     }
 
@@ -299,15 +325,14 @@ impl DisconnectedMixnetClient {
     pub async fn connect_to_mixnet(self) -> Result<MixnetClient> {
         #[cfg(feature = "nym")]
         if matches!(self.builder.network, Some(Network::Nym)) {
+            let settings = &self.builder.nym;
+            let reserve = self.builder.mux.surb_reserve;
             let nym = match &self.builder.identity {
                 // nym-sdk's on-disk storage beside the identity file: a stable address.
-                Some(path) => super::nym_client::connect_nym_persistent(path).await?,
-                None => nym_sdk::mixnet::MixnetClient::connect_new()
-                    .await
-                    .map_err(|e| Error::Nym {
-                        what: "connecting to the Nym mixnet",
-                        reason: e.to_string(),
-                    })?,
+                Some(path) => {
+                    super::nym_client::connect_nym_persistent(path, settings, reserve).await?
+                }
+                None => super::nym_client::connect_nym_ephemeral(settings, reserve).await?,
             };
             return self.wrap_nym(nym);
         }

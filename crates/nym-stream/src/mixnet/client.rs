@@ -173,7 +173,7 @@ impl fmt::Debug for MixnetClient {
 
 impl MixnetClient {
     /// Connects a new client with default settings to the process-wide **simulated**
-    /// mixnet (realistic preset, real time; see [`default_network`]). The same as
+    /// mixnet (realistic preset, real time; see [`default_network`](super::default_network)). The same as
     /// `MixnetClientBuilder::new_ephemeral().build()?.connect_to_mixnet().await`.
     pub async fn connect_new() -> Result<Self> {
         MixnetClientBuilder::new_ephemeral()

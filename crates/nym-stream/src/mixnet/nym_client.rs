@@ -8,7 +8,7 @@ use nym_sdk::mixnet::{MixnetMessageSender as NymMessageSender, ReconstructedMess
 
 use super::network::Network;
 use super::{DisconnectedMixnetClient, Error, MixnetClient, MixnetClientBuilder, Result};
-use crate::nym::{NymTransport, SharedNymClient};
+use crate::nym::{NymReceiver, NymTransport, SharedNymClient};
 
 impl MixnetClient {
     /// Connects a new client with default settings to the **real Nym mixnet**: an
@@ -43,7 +43,7 @@ impl DisconnectedMixnetClient {
         let address = *client.nym_address();
         let sender = client.split_sender();
         let shared = SharedNymClient(Arc::new(Mutex::new(Some(client))));
-        let receiver = SharedNymClient(Arc::clone(&shared.0));
+        let receiver = NymReceiver::new(SharedNymClient(Arc::clone(&shared.0)));
         Ok(self
             .wrap_nym_parts(address, sender, receiver)?
             .owning_nym_client(shared))
@@ -95,12 +95,7 @@ async fn nym_persistent_builder(
         path: dir.clone(),
         source,
     })?;
-    let nym = |what: &'static str| {
-        move |e: nym_sdk::Error| Error::Nym {
-            what,
-            reason: e.to_string(),
-        }
-    };
+    let nym = nym_error;
     let paths = nym_sdk::mixnet::StoragePaths::new_from_dir(&dir)
         .map_err(nym("preparing the client's key storage"))?;
     nym_sdk::mixnet::MixnetClientBuilder::new_with_default_storage(paths)
@@ -108,29 +103,110 @@ async fn nym_persistent_builder(
         .map_err(nym("opening the client's key storage"))
 }
 
+/// The nym-sdk settings chosen on [`MixnetClientBuilder`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NymSettings {
+    pub(crate) debug: Option<nym_sdk::DebugConfig>,
+    pub(crate) gateway: Option<String>,
+}
+
+impl NymSettings {
+    /// The debug settings to connect with: the ones given (or nym's defaults), with the
+    /// reply-SURB reserve of on-disk storage at least the multiplexer's `surb_reserve`.
+    fn debug_config(&self, surb_reserve: u32) -> nym_sdk::DebugConfig {
+        let mut debug = self.debug.unwrap_or_default();
+        let thresholds = &mut debug.reply_surbs;
+        thresholds.minimum_reply_surb_storage_threshold = thresholds
+            .minimum_reply_surb_storage_threshold
+            .max(surb_reserve as usize);
+        thresholds.maximum_reply_surb_storage_threshold = thresholds
+            .maximum_reply_surb_storage_threshold
+            .max(thresholds.minimum_reply_surb_storage_threshold);
+        debug
+    }
+}
+
+fn nym_error(what: &'static str) -> impl Fn(nym_sdk::Error) -> Error {
+    move |e| Error::Nym {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+/// Connects an ephemeral nym-sdk client with these settings (its reply storage keeps
+/// nym's hard-coded reserve of 20).
+pub(crate) async fn connect_nym_ephemeral(
+    settings: &NymSettings,
+    surb_reserve: u32,
+) -> Result<nym_sdk::mixnet::MixnetClient> {
+    let mut builder = nym_sdk::mixnet::MixnetClientBuilder::new_ephemeral()
+        .debug_config(settings.debug_config(surb_reserve));
+    if let Some(gateway) = &settings.gateway {
+        builder = builder.request_gateway(gateway.clone());
+    }
+    builder
+        .build()
+        .map_err(nym_error("configuring the client"))?
+        .connect_to_mixnet()
+        .await
+        .map_err(nym_error("connecting to the Nym mixnet"))
+}
+
 /// Connects a nym-sdk client whose keys live beside `identity_file` (see
 /// [`nym_storage_dir`]), so its Nym address is the same after a restart.
 pub(crate) async fn connect_nym_persistent(
     identity_file: &std::path::Path,
+    settings: &NymSettings,
+    surb_reserve: u32,
 ) -> Result<nym_sdk::mixnet::MixnetClient> {
-    let nym = |what: &'static str| {
-        move |e: nym_sdk::Error| Error::Nym {
-            what,
-            reason: e.to_string(),
-        }
-    };
-    nym_persistent_builder(identity_file)
+    let mut builder = nym_persistent_builder(identity_file)
         .await?
+        .debug_config(settings.debug_config(surb_reserve));
+    if let Some(gateway) = &settings.gateway {
+        builder = builder.request_gateway(gateway.clone());
+    }
+    builder
         .build()
-        .map_err(nym("configuring the client"))?
+        .map_err(nym_error("configuring the client"))?
         .connect_to_mixnet()
         .await
-        .map_err(nym("connecting to the Nym mixnet"))
+        .map_err(nym_error("connecting to the Nym mixnet"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Our reserve reaches nym's on-disk reply storage; a larger one chosen by the user
+    /// stays, and the maximum never falls below the minimum.
+    #[test]
+    fn nym_settings_keep_the_reply_surb_reserve() {
+        let defaults = NymSettings::default().debug_config(20);
+        assert_eq!(
+            defaults.reply_surbs.minimum_reply_surb_storage_threshold,
+            20
+        );
+        assert_eq!(
+            defaults.reply_surbs.maximum_reply_surb_storage_threshold,
+            200
+        );
+        // Everything else is nym's default.
+        let mut expected = nym_sdk::DebugConfig::default();
+        expected.reply_surbs.minimum_reply_surb_storage_threshold = 20;
+        assert_eq!(defaults, expected);
+
+        let mut mine = nym_sdk::DebugConfig::default();
+        mine.reply_surbs.minimum_reply_surb_storage_threshold = 300;
+        mine.reply_surbs.minimum_reply_surb_request_size = 40;
+        let settings = NymSettings {
+            debug: Some(mine),
+            gateway: None,
+        };
+        let chosen = settings.debug_config(20);
+        assert_eq!(chosen.reply_surbs.minimum_reply_surb_storage_threshold, 300);
+        assert_eq!(chosen.reply_surbs.maximum_reply_surb_storage_threshold, 300);
+        assert_eq!(chosen.reply_surbs.minimum_reply_surb_request_size, 40);
+    }
 
     /// Offline as far as nym types allow: the key storage beside an identity file is
     /// created (connecting needs the real network).
