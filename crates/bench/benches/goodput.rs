@@ -5,9 +5,11 @@
 //!
 //! - faithful: `SimConfig::realistic()`, which behaves like nym-client-core 1.21.6 (a
 //!   20-SURB reserve per sender tag, the client's own SURB requests and re-requests, batches
-//!   handed over reversed);
-//! - idealised: the same without the reserve and the batches (every SURB usable, arrival
-//!   order), and our opener paying no reserve: what the simulator modelled before.
+//!   handed over reversed, one whole message admitted per sending tick from a channel of 8,
+//!   lanes);
+//! - idealised: the same without the reserve, the batches and the channel bound (every
+//!   SURB usable, arrival order), and our opener paying no reserve: close to what the
+//!   simulator modelled before.
 //!
 //!
 //! - bulk: 8 MiB from opener to listener, `tokio::io::copy` (8 KiB buffer) on both ends;
@@ -90,6 +92,7 @@ impl Network {
             Network::Idealised => SimConfig {
                 reply_surb_reserve: 0,
                 delivery_batch: None,
+                input_channel_batches: usize::MAX,
                 ..realistic
             },
         }
