@@ -12,10 +12,13 @@
 //!   and 6 links (lognormal, median 30 ms, sigma 0.5), so packets and messages overtake one
 //!   another.
 //! - **Send rate.** Each client emits packets as a Poisson process (mean gap 20 ms): that is
-//!   the link capacity; packets wait FIFO behind it in a bounded send queue.
+//!   the link capacity. As in nym's client, each tick admits one whole message from a
+//!   channel of 8 into its lane (application, retransmissions, SURB requests, SURB answers)
+//!   and sends one packet, from a short lane first.
 //! - **Loss.** 1% of packets are lost; the sender retransmits each after the 1.5 s
-//!   acknowledgement timeout plus its route delay (forward messages forever, replies up to 10
-//!   times).
+//!   acknowledgement timeout plus its route delay (application messages forever unless the
+//!   client set a limit, replies up to 10 times). Packets to a client that left are never
+//!   acknowledged.
 //! - **Reply SURBs and sender tags.** Anonymous messages carry single-use reply SURBs; the
 //!   receiver sees only a 16-byte [`SenderTag`] (stable per sender/recipient pair), keeps a
 //!   SURB stock per tag, keeps 20 in reserve, spends one per reply packet, and asks the
