@@ -215,7 +215,7 @@ fn soak(_args: &[String]) -> Result<(), String> {
 const BENCH_SMOKE_ENV: &str = "NYM_STREAM_BENCH_SMOKE";
 
 /// The side-by-side benchmark binaries of `crates/bench`, in report order.
-const SIDE_BY_SIDE: &[&str] = &["codec", "throughput", "streams", "goodput"];
+const SIDE_BY_SIDE: &[&str] = &["codec", "throughput", "streams", "goodput", "latency"];
 
 fn bench(args: &[String]) -> Result<(), String> {
     let cargo = cargo();

@@ -225,7 +225,10 @@ async fn concurrent_downloads_need_no_retransmission_and_use_what_they_are_given
     // them.)
     let frames: u64 = metrics.iter().map(|m| m.frames_sent).sum();
     let resent: u64 = metrics.iter().map(|m| m.retransmits).sum();
-    assert_eq!(resent, 0, "{resent} of {frames} frames retransmitted: {metrics:?}");
+    assert_eq!(
+        resent, 0,
+        "{resent} of {frames} frames retransmitted: {metrics:?}"
+    );
     let attached = downloader.network_stats().expect("stats").surbs_attached;
     let s = server.network_stats().expect("stats");
     assert_eq!(s.replies_dropped, 0);
