@@ -203,7 +203,15 @@ async fn run(seed: u64, load: Load, mux: MuxConfig, rounds: usize, bulk: usize) 
 
 /// The configurations compared side by side.
 fn configs() -> Vec<(&'static str, MuxConfig)> {
-    vec![("default", MuxConfig::default())]
+    vec![
+        ("queue target 60 ms (default)", MuxConfig::default()),
+        (
+            "queue target 500 ms, no delay control (before)",
+            MuxConfig::default()
+                .with_send_queue_target(Duration::from_millis(500))
+                .with_delay_control(false),
+        ),
+    ]
 }
 
 fn main() {

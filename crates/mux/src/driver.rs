@@ -295,7 +295,8 @@ pub struct Driver<Tr: Transport> {
 }
 
 impl<Tr: Transport> Driver<Tr> {
-    pub(crate) fn new(transport: Tr, cfg: MuxConfig) -> (Self, SharedFor<Tr>) {
+    pub(crate) fn new(mut transport: Tr, cfg: MuxConfig) -> (Self, SharedFor<Tr>) {
+        transport.set_queue_target(cfg.send_queue_target);
         let shared = shared(Core::new(cfg));
         let driver = Self {
             transport,
@@ -365,6 +366,12 @@ impl<Tr: Transport + Unpin> Future for Driver<Tr> {
                         return this.finish(&mut inner, "the network closed".into());
                     }
                     Poll::Pending => break,
+                }
+            }
+
+            if handled > 0 && inner.core.config().delay_control {
+                if let Some(delay) = inner.core.poll_path_delay() {
+                    this.transport.on_path_delay(delay);
                 }
             }
 

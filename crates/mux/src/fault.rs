@@ -273,4 +273,12 @@ impl<Tr: Transport> Transport for FaultInjector<Tr> {
     fn surbs_available(&self, tag: &Self::SenderTag) -> Option<u32> {
         self.inner.surbs_available(tag)
     }
+
+    fn set_queue_target(&mut self, target: std::time::Duration) {
+        self.inner.set_queue_target(target);
+    }
+
+    fn on_path_delay(&mut self, delay: crate::PathDelay) {
+        self.inner.on_path_delay(delay);
+    }
 }

@@ -414,6 +414,14 @@ impl<A: Key, T: Key> Half<A, T> {
         inner.dispatch();
     }
 
+    fn set_priority(&self, priority: i32) {
+        self.shared.lock().core.set_priority(self.local, priority);
+    }
+
+    fn priority(&self) -> i32 {
+        self.shared.lock().core.priority(self.local)
+    }
+
     async fn wait_established(&self) -> io::Result<()> {
         self.wait_for(|core, l| core.established(l), Inner::register_established)
             .await
@@ -490,6 +498,19 @@ impl<A: Key, T: Key> MuxStream<A, T> {
     /// Sends every write at once (`true`) instead of coalescing small writes.
     pub fn set_nodelay(&self, nodelay: bool) {
         self.half.set_nodelay(nodelay);
+    }
+
+    /// Sets the stream's send priority (default 0, like quinn's `SendStream::set_priority`):
+    /// while streams of this client with a higher priority have frames to send, this one
+    /// waits; streams of equal priority take turns, a frame each. Give a latency-sensitive
+    /// stream a higher priority than a bulk one beside it.
+    pub fn set_priority(&self, priority: i32) {
+        self.half.set_priority(priority);
+    }
+
+    /// The stream's send priority.
+    pub fn priority(&self) -> i32 {
+        self.half.priority()
     }
 
     /// Aborts the stream at once with a reason code: the peer's reads and writes

@@ -49,6 +49,7 @@
 
 mod config;
 mod core;
+mod delay;
 mod driver;
 mod error;
 mod fault;
@@ -64,6 +65,7 @@ mod transport;
 
 pub use crate::config::MuxConfig;
 pub use crate::core::{Core, Event, LocalId, Read, Transmit, Write};
+pub use crate::delay::PathDelay;
 pub use crate::driver::{Driver, PlainMessage};
 pub use crate::error::{
     reset_code, Failure, LimitReason, OpenError, Operation, Overrun, Reap, StreamError, Timeout,

@@ -85,4 +85,7 @@ pub struct ClientMetrics {
     pub inbound_bytes: u64,
     /// Streams currently in the table.
     pub live_streams: u64,
+    /// The path delay the client's streams measured (base and current round trip, and
+    /// the queueing between them); `None` before the first acknowledgement.
+    pub path_delay: Option<crate::PathDelay>,
 }

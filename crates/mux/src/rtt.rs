@@ -9,6 +9,10 @@ pub(crate) struct RttEstimator {
     srtt: Option<Duration>,
     rttvar: Duration,
     backoff: u32,
+    /// The last sample in whole milliseconds (at least 1) until the client's delay
+    /// tracker took it; 0: none. (A `u32` fits where an `Option<Duration>` would grow
+    /// every stream by 16 bytes.)
+    fresh_ms: u32,
     initial: Duration,
     min: Duration,
     max: Duration,
@@ -20,6 +24,7 @@ impl RttEstimator {
             srtt: None,
             rttvar: Duration::ZERO,
             backoff: 0,
+            fresh_ms: 0,
             initial,
             min,
             max: max.max(min),
@@ -42,6 +47,14 @@ impl RttEstimator {
             }
         }
         self.backoff = 0;
+        let ms = u32::try_from(sample.as_millis()).unwrap_or(u32::MAX);
+        self.fresh_ms = ms.max(1);
+    }
+
+    /// The last sample, once (for the client's delay tracker).
+    pub(crate) fn take_fresh_sample(&mut self) -> Option<Duration> {
+        let ms = std::mem::take(&mut self.fresh_ms);
+        (ms > 0).then(|| Duration::from_millis(u64::from(ms)))
     }
 
     /// Doubles the timeout after a retransmission timer fired.

@@ -83,4 +83,16 @@ pub trait Transport: Send + 'static {
     fn surbs_available(&self, _tag: &Self::SenderTag) -> Option<u32> {
         None
     }
+
+    /// How much queueing delay the transport should let build up in the network's
+    /// send queue ([`MuxConfig::send_queue_target`](crate::MuxConfig::send_queue_target)),
+    /// told once when the driver starts. A transport that can see its queue bounds it
+    /// (the simulator); one that cannot paces itself. Default: ignored.
+    fn set_queue_target(&mut self, _target: std::time::Duration) {}
+
+    /// The client's path delay changed (new round-trip samples): a transport that paces
+    /// itself without seeing the network's queue slows down while the queueing delay is
+    /// above its target and speeds up again below it. Called by the driver only with
+    /// [`MuxConfig::delay_control`](crate::MuxConfig::delay_control). Default: ignored.
+    fn on_path_delay(&mut self, _delay: crate::PathDelay) {}
 }

@@ -965,3 +965,63 @@ fn data_loss_and_fin_cross_the_sequence_wrap() {
         "{m:?}"
     );
 }
+
+/// The order in which `a`'s streams send their data frames, as the stream each data
+/// frame belongs to, after `bulk` queued 30 KB and then `small` 100 bytes.
+fn send_order(priorities: (i32, i32)) -> (Vec<LocalId>, LocalId, LocalId) {
+    let mut w = Wire::new(MuxConfig::default(), MuxConfig::default());
+    let (bulk, _) = w.open_pair();
+    let (small, _) = w.open_pair();
+    w.a.set_priority(bulk, priorities.0);
+    w.a.set_priority(small, priorities.1);
+    assert_eq!(w.a.priority(small), priorities.1);
+    let ids = [bulk, small].map(|l| (w.a.stream_id(l).expect("live"), l));
+    w.write_all(A, bulk, &pattern(30_000, 1));
+    w.write_all(A, small, &pattern(100, 2));
+    let now = w.now;
+    let mut order = Vec::new();
+    while let Some(t) = w.a.poll_transmit(now, &|_| None) {
+        let hdr = lp_frame::OwnedStreamFrame::parse(t.payload)
+            .expect("a stream frame")
+            .header;
+        if hdr.msg_type == MessageType::Data {
+            let (_, local) = *ids
+                .iter()
+                .find(|(id, _)| *id == hdr.stream_id)
+                .expect("ours");
+            order.push(local);
+        }
+    }
+    (order, bulk, small)
+}
+
+/// Streams of equal priority take turns a frame each, so a 100-byte write on a second
+/// stream is sent right after the first bulk frame, before the bulk backlog drains.
+#[test]
+fn a_small_write_beside_a_bulk_backlog_goes_next() {
+    let (order, bulk, small) = send_order((0, 0));
+    assert!(
+        order.len() > 15,
+        "the bulk stream queued {} frames",
+        order.len()
+    );
+    let at = order.iter().position(|&l| l == small).expect("sent");
+    assert!(at <= 1, "the small frame went out {at}th: {order:?}");
+    assert_eq!(
+        order.iter().filter(|&&l| l == bulk).count(),
+        order.len() - 1
+    );
+}
+
+/// A higher priority goes first; a lower one waits until the higher has nothing left.
+#[test]
+fn priorities_order_the_streams() {
+    let (order, _, small) = send_order((0, 1));
+    assert_eq!(order[0], small, "the higher-priority stream went first");
+    let (order, _, small) = send_order((1, 0));
+    assert_eq!(
+        order.last(),
+        Some(&small),
+        "the lower-priority stream waited"
+    );
+}

@@ -128,6 +128,8 @@ pub struct NymTransport<S, R> {
     in_flight: Option<SendFuture>,
     /// Paces hand-offs at nym's sending rate (see [`crate::pacer`]).
     pacer: SharedPacer,
+    /// The queueing delay the pacer aims at (`MuxConfig::send_queue_target`).
+    queue_target: std::time::Duration,
     /// The last destination decoded (decoding a Nym address checks two curve points).
     last_to: Option<(NymAddress, nym_sdk::mixnet::Recipient)>,
 }
@@ -155,6 +157,7 @@ where
             local: Recipient::from(local),
             in_flight: None,
             pacer: SharedPacer::new(PacketPacer::nym_default()),
+            queue_target: std::time::Duration::from_millis(60),
             last_to: None,
         }
     }
@@ -244,6 +247,20 @@ where
                 })
         }));
         Ok(())
+    }
+
+    /// nym hides its queue: pace with a burst of the packets `target` takes.
+    fn set_queue_target(&mut self, target: std::time::Duration) {
+        self.queue_target = target;
+        self.pacer
+            .with(|p| p.set_burst(crate::pacer::burst_for(target)));
+    }
+
+    /// Slow the pace while the streams' round trips show more queueing than the target.
+    fn on_path_delay(&mut self, delay: mux::PathDelay) {
+        let target = self.queue_target;
+        self.pacer
+            .with(|p| p.adapt(delay.queueing, delay.current, target));
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound<SenderTag>>> {

@@ -18,8 +18,20 @@ use tokio::time::{Instant, Sleep};
 /// nym's default `message_sending_average_delay`: one packet every 20 ms on average.
 pub const NYM_SENDING_DELAY: Duration = Duration::from_millis(20);
 
-/// Packets handed over ahead of the client's pace: half a second at 20 ms a packet.
-pub const DEFAULT_BURST_PACKETS: u32 = 25;
+/// Packets handed over ahead of the client's pace: 60 ms at 20 ms a packet (the
+/// multiplexer's default `send_queue_target`; see [`burst_for`]).
+pub const DEFAULT_BURST_PACKETS: u32 = 3;
+
+/// The slowest pace [`PacketPacer::adapt`] goes to, in multiples of the nominal interval:
+/// nym's own sending delay grows at most 6-fold while its gateway link is backed up.
+pub const MAX_SLOWDOWN: u32 = 6;
+
+/// Packets that take `target` at nym's pace (at least 1): the burst or queue bound that
+/// keeps about `target` of queueing delay in the client.
+pub fn burst_for(target: Duration) -> u32 {
+    let n = target.as_nanos().div_ceil(NYM_SENDING_DELAY.as_nanos());
+    u32::try_from(n).unwrap_or(u32::MAX).max(1)
+}
 
 /// A packet-count token bucket. `poll_ready` is `Pending` while the bucket is in debt;
 /// `charge` takes a message's packets (a message is never split, so one larger than the
@@ -27,6 +39,10 @@ pub const DEFAULT_BURST_PACKETS: u32 = 25;
 #[derive(Debug)]
 pub struct PacketPacer {
     interval: Duration,
+    /// The network's own pace, which `adapt` never goes below.
+    nominal: Duration,
+    /// When `adapt` last changed the pace.
+    adapted_at: Option<Instant>,
     burst: f64,
     /// Packets that may go now; negative is the debt of the last message.
     tokens: f64,
@@ -39,8 +55,11 @@ impl PacketPacer {
     /// (at least 1), full at first.
     pub fn new(interval: Duration, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
+        let interval = interval.max(Duration::from_micros(1));
         PacketPacer {
-            interval: interval.max(Duration::from_micros(1)),
+            interval,
+            nominal: interval,
+            adapted_at: None,
             burst,
             tokens: burst,
             last: Instant::now(),
@@ -48,9 +67,56 @@ impl PacketPacer {
         }
     }
 
-    /// nym's pace: one packet per 20 ms, a burst of 25 packets.
+    /// nym's pace: one packet per 20 ms, a burst of 3 packets.
     pub fn nym_default() -> Self {
         Self::new(NYM_SENDING_DELAY, DEFAULT_BURST_PACKETS)
+    }
+
+    /// Sets the burst (at least 1 packet): a full bucket stays full, tokens above the
+    /// new burst are dropped.
+    pub fn set_burst(&mut self, burst: u32) {
+        self.refill(Instant::now());
+        let full = self.tokens >= self.burst;
+        self.burst = f64::from(burst.max(1));
+        self.tokens = if full {
+            self.burst
+        } else {
+            self.tokens.min(self.burst)
+        };
+    }
+
+    /// The pace now: one packet per this interval.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Delay-based pacing (LEDBAT-like, on the rate): the streams' round trips show
+    /// `queueing` delay above the path's base. While it is above `target`, the pace slows
+    /// by a quarter; below half the target it speeds up by an eighth, never beyond the
+    /// nominal pace nor below [`MAX_SLOWDOWN`] times slower. At most one change per
+    /// `round_trip` (at least 100 ms): a change shows in the delays only a round trip later.
+    pub fn adapt(&mut self, queueing: Duration, round_trip: Duration, target: Duration) {
+        let now = Instant::now();
+        let every = round_trip.max(Duration::from_millis(100));
+        if self
+            .adapted_at
+            .is_some_and(|at| now.saturating_duration_since(at) < every)
+        {
+            return;
+        }
+        let slowest = self.nominal.saturating_mul(MAX_SLOWDOWN);
+        let next = if queueing > target {
+            self.interval.mul_f64(1.25).min(slowest)
+        } else if queueing < target / 2 {
+            self.interval.mul_f64(1.0 / 1.125).max(self.nominal)
+        } else {
+            self.interval
+        };
+        if next != self.interval {
+            self.refill(now);
+            self.interval = next;
+            self.adapted_at = Some(now);
+        }
     }
 
     fn refill(&mut self, now: Instant) {
@@ -130,6 +196,38 @@ impl SharedPacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Queueing above the target slows the pace (once per round trip, at most 6-fold);
+    /// queueing well below it brings the nominal pace back, never faster.
+    #[tokio::test(start_paused = true)]
+    async fn the_pace_follows_the_queueing_delay() {
+        let ms = Duration::from_millis;
+        let mut p = PacketPacer::new(ms(20), 5);
+        p.adapt(ms(400), ms(800), ms(100));
+        assert_eq!(p.interval(), ms(25));
+        p.adapt(ms(400), ms(800), ms(100));
+        assert_eq!(p.interval(), ms(25), "one change per round trip");
+        for _ in 0..20 {
+            tokio::time::advance(ms(800)).await;
+            p.adapt(ms(400), ms(800), ms(100));
+        }
+        assert_eq!(p.interval(), ms(120), "at most six times slower");
+        tokio::time::advance(ms(800)).await;
+        p.adapt(ms(70), ms(800), ms(100));
+        assert_eq!(
+            p.interval(),
+            ms(120),
+            "between half the target and the target: hold"
+        );
+        for _ in 0..40 {
+            tokio::time::advance(ms(800)).await;
+            p.adapt(ms(10), ms(800), ms(100));
+        }
+        assert_eq!(p.interval(), ms(20), "back to the nominal pace, not beyond");
+        assert_eq!(burst_for(ms(100)), 5);
+        assert_eq!(burst_for(ms(1)), 1);
+        assert_eq!(burst_for(ms(500)), 25);
+    }
     use std::task::Waker;
 
     fn ready(p: &mut PacketPacer) -> bool {

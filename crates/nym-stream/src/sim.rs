@@ -16,12 +16,13 @@ use mux::{Destination, Inbound, SenderTag, Transport, TransportError};
 
 use crate::mixnet::Recipient;
 
-/// Packets the adapter lets wait in the simulated client's send queue: half a second of
-/// its link at nym's default 20 ms per packet. Enough to keep the link busy; short enough
-/// that frames wait in the multiplexer (which chooses what goes next) rather than in the
-/// network's FIFO, and that round-trip times and retransmission timeouts measure the
-/// network, not our own queue (a 1,024-packet queue is 20 s of link).
-pub const SEND_QUEUE_PACKETS: usize = 25;
+/// Packets the adapter lets wait in the simulated client's send queue until the
+/// multiplexer sets its target (`MuxConfig::send_queue_target`, 60 ms: 3 packets at nym's
+/// 20 ms per packet). Enough to keep the link busy; short enough that frames wait in the
+/// multiplexer (which chooses what goes next) rather than in the network's FIFO, and that
+/// round-trip times and retransmission timeouts measure the network, not our own queue (a
+/// 1,024-packet queue is 20 s of link).
+pub const SEND_QUEUE_PACKETS: usize = 3;
 
 /// A [`Transport`] over one client of a simulated mixnet, addressed by [`Recipient`]
 /// so one multiplexer handle type serves every network.
@@ -94,5 +95,11 @@ impl Transport for SimTransport {
 
     fn surbs_available(&self, tag: &SenderTag) -> Option<u32> {
         Some(self.client.surbs_available(&mixnet_sim::SenderTag(tag.0)))
+    }
+
+    /// The simulator shows its queue: bound it at the slots `target` takes.
+    fn set_queue_target(&mut self, target: std::time::Duration) {
+        let packets = crate::pacer::burst_for(target) as usize;
+        self.client.set_send_queue_limit(Some(packets));
     }
 }

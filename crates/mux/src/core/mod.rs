@@ -9,6 +9,7 @@
 //! resets), [`transmit`] (what goes out next, SURB turns), [`timers`] (the timer
 //! queue) and [`table`] (the stream table and the bookkeeping after each operation).
 
+mod ready;
 mod routing;
 mod table;
 mod timers;
@@ -26,6 +27,7 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
 use crate::config::MuxConfig;
+use crate::delay::{DelayTracker, PathDelay};
 use crate::error::{Failure, OpenError, Operation, StreamError};
 use crate::id_map::IdMap;
 use crate::metrics::{ClientMetrics, StreamMetrics};
@@ -33,6 +35,7 @@ use crate::orphans::Orphans;
 use crate::peer::{PeerLimits, Peers};
 use crate::stream::StreamState;
 use crate::transport::{Destination, Inbound};
+use ready::ReadyQueue;
 use table::Entry;
 
 /// A local handle on one stream in the table (not the wire id: two peers may pick the
@@ -149,7 +152,8 @@ pub struct Core<A, T> {
     orphans: Orphans<T>,
     /// Per-peer sessions: streams, backlog, orphans and the connection receive window.
     peers: Peers<Destination<A, T>>,
-    ready: VecDeque<LocalId>,
+    /// Streams with something to send, by priority, round-robin within one.
+    ready: ReadyQueue,
     /// Listener side: per peer, the streams whose payload waits for reply SURBs, in
     /// the order they began to wait. They take turns as the stock allows, so under
     /// SURB scarcity no stream of a peer starves while its siblings send.
@@ -168,6 +172,10 @@ pub struct Core<A, T> {
     stream_inbound: usize,
     live_inbound: usize,
     metrics: ClientMetrics,
+    /// The client's path delay from every stream's round-trip samples.
+    delay: DelayTracker,
+    /// Samples the last [`Core::poll_path_delay`] reported up to.
+    delay_reported: u64,
 }
 
 impl<A, T> Core<A, T>
@@ -221,7 +229,7 @@ where
             stateless_replies: None,
             orphans,
             peers,
-            ready: VecDeque::new(),
+            ready: ReadyQueue::default(),
             surb_waiters: HashMap::new(),
             surb_turns: VecDeque::new(),
             timers: BinaryHeap::new(),
@@ -231,6 +239,8 @@ where
             stream_inbound: 0,
             live_inbound: 0,
             metrics: ClientMetrics::default(),
+            delay: DelayTracker::default(),
+            delay_reported: 0,
         }
     }
 
@@ -392,6 +402,21 @@ where
         }
     }
 
+    /// Sets a stream's send priority (default 0): while streams of a higher priority have
+    /// frames to send, streams of a lower one wait; streams of equal priority take turns,
+    /// a frame each. Acknowledgements and other control frames ride with their stream's
+    /// turn; the client's stateless control frames go before any stream.
+    pub fn set_priority(&mut self, local: LocalId, priority: i32) {
+        if let Some(e) = self.streams.get_mut(&local) {
+            e.priority = priority;
+        }
+    }
+
+    /// A stream's send priority (0 for an unknown stream).
+    pub fn priority(&self, local: LocalId) -> i32 {
+        self.streams.get(&local).map_or(0, |e| e.priority)
+    }
+
     /// Reads from a stream into `buf`.
     pub fn read(&mut self, now: Instant, local: LocalId, buf: &mut [u8]) -> Read {
         self.with_stream(now, local, |s| s.read(buf))
@@ -485,7 +510,20 @@ where
         let mut m = self.metrics;
         m.inbound_bytes = self.inbound_bytes() as u64;
         m.live_streams = self.streams.len() as u64;
+        m.path_delay = self.delay.estimate();
         m
+    }
+
+    /// The client's path delay ([`PathDelay`]) if round-trip samples arrived since the
+    /// last call: what a transport that paces itself adapts its rate to (see
+    /// [`Transport::on_path_delay`](crate::Transport::on_path_delay)).
+    pub fn poll_path_delay(&mut self) -> Option<PathDelay> {
+        let samples = self.delay.samples();
+        if samples == self.delay_reported {
+            return None;
+        }
+        self.delay_reported = samples;
+        self.delay.estimate()
     }
 
     /// Takes the next non-stream message.

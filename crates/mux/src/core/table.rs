@@ -12,6 +12,8 @@ pub(super) struct Entry<A, T> {
     pub(super) scheduled: Option<Instant>,
     /// Whether the stream sits in the core's ready queue.
     pub(super) in_ready: bool,
+    /// Its send priority ([`Core::set_priority`]).
+    pub(super) priority: i32,
     /// Whether the stream counts against the limit on unacknowledged opens.
     pub(super) pending_open: bool,
     /// Credit the stream holds in its peer's connection window, as last counted (see
@@ -27,6 +29,7 @@ impl<A, T> Entry<A, T> {
             state,
             scheduled: None,
             in_ready: false,
+            priority: 0,
             pending_open,
             counted_credit: 0,
             counted_inbound: 0,
@@ -46,6 +49,9 @@ where
             return;
         };
         let s = &mut e.state;
+        if let Some(rtt) = s.take_rtt_sample() {
+            self.delay.on_sample(now, rtt);
+        }
         let (read, write, established) = s.take_wakes();
         if read {
             self.events.push_back(Event::Readable(local));
@@ -93,7 +99,7 @@ where
         }
         if !e.in_ready && s.wants_transmit(now) {
             e.in_ready = true;
-            self.ready.push_back(local);
+            self.ready.push_back(local, e.priority);
         }
         if let Some(d) = s.next_deadline(now) {
             // An earlier deadline replaces the registered one; a later one leaves it

@@ -412,6 +412,11 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         self.recv_queued + self.reorder.buffered_bytes()
     }
 
+    /// The round-trip sample the last ack gave, once (for the client's delay tracker).
+    pub(crate) fn take_rtt_sample(&mut self) -> Option<std::time::Duration> {
+        self.rtt.take_fresh_sample()
+    }
+
     pub(crate) fn take_wakes(&mut self) -> (bool, bool, bool) {
         let w = std::mem::take(&mut self.wakes);
         (w.read, w.write, w.established)

@@ -73,6 +73,18 @@ impl MixnetStream {
         self.inner.set_nodelay(nodelay);
     }
 
+    /// Sets the stream's send priority (default 0): while streams of this client with a
+    /// higher priority have something to send, this one waits; streams of equal priority
+    /// take turns, a frame each. Raise it on a latency-sensitive stream beside bulk ones.
+    pub fn set_priority(&self, priority: i32) {
+        self.inner.set_priority(priority);
+    }
+
+    /// The stream's send priority.
+    pub fn priority(&self) -> i32 {
+        self.inner.priority()
+    }
+
     /// Aborts the stream with a reason code (use codes from
     /// [`frame::ext::reset_code`](crate::frame::ext::reset_code), applications from
     /// `APPLICATION_MIN` up): the peer's reads and writes fail with `ConnectionReset`
