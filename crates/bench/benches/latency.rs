@@ -206,10 +206,8 @@ fn configs() -> Vec<(&'static str, MuxConfig)> {
     vec![
         ("queue target 60 ms (default)", MuxConfig::default()),
         (
-            "queue target 500 ms, no delay control (before)",
-            MuxConfig::default()
-                .with_send_queue_target(Duration::from_millis(500))
-                .with_delay_control(false),
+            "queue target 500 ms (before)",
+            MuxConfig::default().with_send_queue_target(Duration::from_millis(500)),
         ),
     ]
 }

@@ -48,12 +48,15 @@ pub struct MuxConfig {
     /// download at 1.5× its round trip alone, 60 ms at 1.4×, with bulk goodput alone
     /// unchanged). 500 ms is what the adapters kept before this knob. Default: 60 ms.
     pub send_queue_target: Duration,
-    /// Whether a transport that cannot see the network's queue (the real Nym client) adapts
-    /// its pace to the queueing delay the streams' round trips show
+    /// Experimental: whether a transport that cannot see the network's queue (the real Nym
+    /// client) adapts its pace to the queueing delay the streams' round trips show
     /// ([`Transport::on_path_delay`](crate::Transport::on_path_delay)): slower while it is
-    /// above `send_queue_target`, back towards the network's nominal rate below it, as
-    /// delay-based senders (LEDBAT, TCP Vegas) do. `false` paces at the nominal rate
-    /// whatever the delays say. Default: `true`.
+    /// above `send_queue_target` and our own sending waits on the pace, back towards the
+    /// network's nominal rate below it, as delay-based senders (LEDBAT, TCP Vegas) do.
+    /// Off by default: round trips mix our queue with the peer's and with the SURB traffic
+    /// nym's client generates on its own, and on the offline fake with a link three times
+    /// slower than nominal it did not shorten an interactive stream's round trips beside a
+    /// download (docs/BENCHMARKS.md). `false` paces at the nominal rate. Default: `false`.
     pub delay_control: bool,
     /// Send an acknowledgement after this many received frames without one (each
     /// acknowledgement costs a packet and, from the listener, a reply SURB). Default: 64.
@@ -175,7 +178,7 @@ impl Default for MuxConfig {
             nodelay: false,
             coalesce_delay: Duration::from_millis(5),
             send_queue_target: Duration::from_millis(60),
-            delay_control: true,
+            delay_control: false,
             ack_every: 64,
             ack_delay: Duration::from_secs(1),
             initial_rto: Duration::from_secs(5),

@@ -43,6 +43,10 @@ pub struct PacketPacer {
     nominal: Duration,
     /// When `adapt` last changed the pace.
     adapted_at: Option<Instant>,
+    /// Whether a sender waited on the pacer since `adapt` last looked: only then is our
+    /// own sending the likely cause of queueing (an application-limited sender, or one
+    /// whose round trips are long because of the peer's queue, must not slow down).
+    limited: bool,
     burst: f64,
     /// Packets that may go now; negative is the debt of the last message.
     tokens: f64,
@@ -60,6 +64,7 @@ impl PacketPacer {
             interval,
             nominal: interval,
             adapted_at: None,
+            limited: false,
             burst,
             tokens: burst,
             last: Instant::now(),
@@ -91,10 +96,12 @@ impl PacketPacer {
     }
 
     /// Delay-based pacing (LEDBAT-like, on the rate): the streams' round trips show
-    /// `queueing` delay above the path's base. While it is above `target`, the pace slows
-    /// by a quarter; below half the target it speeds up by an eighth, never beyond the
-    /// nominal pace nor below [`MAX_SLOWDOWN`] times slower. At most one change per
-    /// `round_trip` (at least 100 ms): a change shows in the delays only a round trip later.
+    /// `queueing` delay above the path's base. While it is above `target` and a sender
+    /// waited on this pacer since the last look (our own sending fills the queue), the
+    /// pace slows by an eighth; below half the target it speeds up by an eighth, never
+    /// beyond the nominal pace nor below [`MAX_SLOWDOWN`] times slower. At most one
+    /// change per `round_trip` (at least 100 ms): a change shows in the delays only a
+    /// round trip later.
     pub fn adapt(&mut self, queueing: Duration, round_trip: Duration, target: Duration) {
         let now = Instant::now();
         let every = round_trip.max(Duration::from_millis(100));
@@ -104,18 +111,19 @@ impl PacketPacer {
         {
             return;
         }
+        let limited = std::mem::take(&mut self.limited);
         let slowest = self.nominal.saturating_mul(MAX_SLOWDOWN);
-        let next = if queueing > target {
-            self.interval.mul_f64(1.25).min(slowest)
+        let next = if queueing > target && limited {
+            self.interval.mul_f64(1.125).min(slowest)
         } else if queueing < target / 2 {
             self.interval.mul_f64(1.0 / 1.125).max(self.nominal)
         } else {
             self.interval
         };
+        self.adapted_at = Some(now);
         if next != self.interval {
             self.refill(now);
             self.interval = next;
-            self.adapted_at = Some(now);
         }
     }
 
@@ -135,6 +143,7 @@ impl PacketPacer {
             self.sleep = None;
             return Poll::Ready(());
         }
+        self.limited = true;
         let wait = self.interval.mul_f64(-self.tokens);
         let at = now + wait;
         let sleep = self

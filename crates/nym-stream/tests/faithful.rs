@@ -281,3 +281,74 @@ async fn disconnect_right_after_shutdown_delivers_the_fin() {
         scenarios::disconnect_right_after_shutdown(opener, &mut server).await;
     }
 }
+
+/// The median round trip of ten 100-byte echoes on one stream while a second stream of
+/// the same client uploads, with the given send-queue target.
+async fn echo_beside_upload(target: Duration) -> Duration {
+    let net = Mixnet::new(SimConfig::realistic().with_seed(3));
+    let mux = MuxConfig::default().with_send_queue_target(target);
+    let mut server = client(&net, 1, mux.clone()).await;
+    let mut opener = client(&net, 2, mux).await;
+    let mut listener = server.listener().expect("listener");
+    tokio::spawn(async move {
+        while let Some(mut s) = listener.accept().await {
+            tokio::spawn(async move {
+                // The first byte says what the stream is: `U`pload (read and dropped)
+                // or `E`cho.
+                let mut kind = [0u8; 1];
+                if s.read_exact(&mut kind).await.is_err() {
+                    return;
+                }
+                let (mut rd, mut wr) = s.into_split();
+                if kind[0] == b'U' {
+                    let _ = tokio::io::copy(&mut rd, &mut tokio::io::sink()).await;
+                } else {
+                    let _ = tokio::io::copy(&mut rd, &mut wr).await;
+                }
+            });
+        }
+    });
+    let to = *server.nym_address();
+    let mut echo = opener.open_stream(to, None).await.expect("open");
+    echo.set_nodelay(true);
+    echo.write_all(b"E").await.expect("kind");
+    let mut bulk = opener.open_stream(to, None).await.expect("open");
+    let upload = tokio::spawn(async move {
+        let _ = bulk.write_all(b"U").await;
+        let _ = bulk.write_all(&vec![1u8; 4 << 20]).await;
+        bulk
+    });
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let mut rtts = Vec::new();
+    for _ in 0..10 {
+        let start = Instant::now();
+        echo.write_all(&[9u8; 100]).await.expect("write");
+        let mut back = [0u8; 100];
+        echo.read_exact(&mut back).await.expect("echo");
+        rtts.push(start.elapsed());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(!upload.is_finished(), "the upload ran beside every round");
+    upload.abort();
+    rtts.sort();
+    rtts[5]
+}
+
+/// The send-queue target keeps the network's queue short: frames beyond it wait in the
+/// multiplexer, which gives the interactive stream the next turn, so its round trips
+/// beside an upload stay within a few sending slots of an idle link's (about 0.6 s). With
+/// a 5 s target the queue is what nym's client itself allows (8 messages waiting for its
+/// sending loop, plus the lanes), and the same request waits behind the bulk in it.
+#[tokio::test(start_paused = true)]
+async fn a_short_send_queue_keeps_an_interactive_stream_fast_beside_an_upload() {
+    let short = echo_beside_upload(Duration::from_millis(60)).await;
+    let long = echo_beside_upload(Duration::from_secs(5)).await;
+    assert!(
+        short < Duration::from_millis(800),
+        "median {short:?} with 60 ms"
+    );
+    assert!(
+        long > short + Duration::from_millis(250),
+        "median {long:?} with 5 s, {short:?} with 60 ms"
+    );
+}
