@@ -205,19 +205,36 @@ impl SharedPacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::task::Waker;
 
-    /// Queueing above the target slows the pace (once per round trip, at most 6-fold);
-    /// queueing well below it brings the nominal pace back, never faster.
+    /// Queueing above the target slows the pace (once per round trip, at most 6-fold) while
+    /// our sending waits on the pacer; an application-limited sender keeps its pace.
+    /// Queueing well below the target brings the nominal pace back, never faster.
     #[tokio::test(start_paused = true)]
     async fn the_pace_follows_the_queueing_delay() {
         let ms = Duration::from_millis;
         let mut p = PacketPacer::new(ms(20), 5);
+        // Nobody waited on the pacer: the queue is not ours to drain.
         p.adapt(ms(400), ms(800), ms(100));
-        assert_eq!(p.interval(), ms(25));
+        assert_eq!(p.interval(), ms(20));
+        let mut wait_on = |p: &mut PacketPacer| {
+            p.charge(1000);
+            assert!(!ready(p));
+        };
+        tokio::time::advance(ms(800)).await;
+        wait_on(&mut p);
         p.adapt(ms(400), ms(800), ms(100));
-        assert_eq!(p.interval(), ms(25), "one change per round trip");
-        for _ in 0..20 {
+        assert_eq!(p.interval(), ms(22) + Duration::from_micros(500));
+        wait_on(&mut p);
+        p.adapt(ms(400), ms(800), ms(100));
+        assert_eq!(
+            p.interval(),
+            ms(22) + Duration::from_micros(500),
+            "one change per round trip"
+        );
+        for _ in 0..40 {
             tokio::time::advance(ms(800)).await;
+            wait_on(&mut p);
             p.adapt(ms(400), ms(800), ms(100));
         }
         assert_eq!(p.interval(), ms(120), "at most six times slower");
@@ -237,7 +254,6 @@ mod tests {
         assert_eq!(burst_for(ms(1)), 1);
         assert_eq!(burst_for(ms(500)), 25);
     }
-    use std::task::Waker;
 
     fn ready(p: &mut PacketPacer) -> bool {
         p.poll_ready(&mut Context::from_waker(Waker::noop()))
