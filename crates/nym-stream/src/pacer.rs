@@ -217,7 +217,7 @@ mod tests {
         // Nobody waited on the pacer: the queue is not ours to drain.
         p.adapt(ms(400), ms(800), ms(100));
         assert_eq!(p.interval(), ms(20));
-        let mut wait_on = |p: &mut PacketPacer| {
+        let wait_on = |p: &mut PacketPacer| {
             p.charge(1000);
             assert!(!ready(p));
         };
