@@ -1,5 +1,7 @@
 //! Item 2 of the benchmark plan: bulk throughput of one stream, 256 MiB, side by side:
 //!
+//! - `mux_loopback`: our multiplexer over a zero-cost in-memory loopback transport (no
+//!   simulator): the stream layer's own cost;
 //! - `mux_instant`: our multiplexer on `SimConfig::instant()` (no latency, no loss, no
 //!   pacing; every frame still goes through the simulator's packet accounting);
 //! - `yamux_duplex`: `yamux` 0.14 over a `tokio::io::duplex`;
@@ -16,7 +18,9 @@ use std::future::poll_fn;
 
 use divan::counter::BytesCount;
 use divan::Bencher;
-use nym_stream_bench::{mux_transfer, pattern, read_all, scaled, write_pattern};
+use nym_stream_bench::{
+    mux_loopback_transfer, mux_transfer, pattern, read_all, scaled, write_pattern,
+};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 const CHUNK: usize = 64 * 1024;
@@ -34,6 +38,16 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("a current-thread runtime")
+}
+
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn mux_loopback(bencher: Bencher<'_, '_>) {
+    let rt = runtime();
+    let total = total();
+    bencher.counter(BytesCount::new(total)).bench_local(|| {
+        let got = rt.block_on(mux_loopback_transfer(1, total, CHUNK));
+        assert_eq!(got, total, "mux delivered a different byte count");
+    });
 }
 
 #[divan::bench(sample_count = 5, sample_size = 1)]

@@ -4,6 +4,9 @@
 
 use std::io;
 
+mod loopback;
+pub use loopback::Loopback;
+
 use bytes::Bytes;
 use mixnet_sim::{Mixnet, SimConfig};
 use mux::MuxConfig;
@@ -122,8 +125,28 @@ pub async fn mux_transfer_with(
     chunk: usize,
 ) -> usize {
     let pair = Pair::new(SimConfig::instant(), cfg);
+    transfer_between(&pair.a, &pair.b, streams, total_per_stream, chunk).await
+}
+
+/// [`mux_transfer`] over a [`Loopback`] link instead of the simulator: the stream layer's
+/// own cost.
+pub async fn mux_loopback_transfer(streams: usize, total_per_stream: usize, chunk: usize) -> usize {
+    let (ea, eb) = Loopback::pair();
+    let a = mux::spawn(ea, MuxConfig::default());
+    let b = mux::spawn(eb, MuxConfig::default());
+    transfer_between(&a, &b, streams, total_per_stream, chunk).await
+}
+
+/// `streams` concurrent streams from `a` to `b`, `total_per_stream` bytes each.
+async fn transfer_between<A: mux::Key, T: mux::Key>(
+    a: &mux::MuxHandle<A, T>,
+    b: &mux::MuxHandle<A, T>,
+    streams: usize,
+    total_per_stream: usize,
+    chunk: usize,
+) -> usize {
     let data = pattern(chunk.max(1));
-    let mut listener = pair.b.listener().expect("first listener");
+    let mut listener = b.listener().expect("first listener");
     let reader = tokio::spawn(async move {
         let mut tasks = Vec::with_capacity(streams);
         for _ in 0..streams {
@@ -140,9 +163,8 @@ pub async fn mux_transfer_with(
     });
     let mut writers = Vec::with_capacity(streams);
     for _ in 0..streams {
-        let mut s = pair
-            .a
-            .open(pair.b.local_address(), None)
+        let mut s = a
+            .open(b.local_address(), None)
             .await
             .expect("open a stream");
         let data = data.clone();

@@ -67,8 +67,12 @@ struct Entry<T> {
 ///
 /// Frames are stored in a ring indexed by their distance from the oldest outstanding one,
 /// so lookups are `O(1)`; `on_ack` is `O(frames acknowledged + SACK blocks)` plus one `O(n)`
-/// scan when new selective acks may trigger fast retransmission. The buffer must not hold
-/// 2^31 or more frames at once (the serial-number space would become ambiguous).
+/// scan when new selective acks may trigger fast retransmission.
+/// [`SendBuffer::earliest_send_time`] (the retransmission timer, asked after every
+/// operation) is `O(1)` while no held frame was retransmitted: first transmissions are
+/// pushed in time order, so the oldest frame was sent earliest; with retransmitted frames
+/// held it scans. The buffer must not hold 2^31 or more frames at once (the serial-number
+/// space would become ambiguous).
 #[derive(Debug)]
 pub struct SendBuffer<T> {
     config: SendConfig,
@@ -76,7 +80,9 @@ pub struct SendBuffer<T> {
     /// selectively. The front slot is always `Some` (acknowledged fronts are trimmed).
     slots: VecDeque<Option<Entry<T>>>,
     base: Seq,
-    unacked: usize,
+    unacked: u32,
+    /// Held frames that were retransmitted (their send times break the push order).
+    retransmitted: u32,
     bytes: usize,
     /// Reused by `on_ack`: `scratch[i]` = number of acknowledged slots at offsets `>= i`.
     scratch: Vec<u32>,
@@ -90,6 +96,7 @@ impl<T: ByteLen> SendBuffer<T> {
             slots: VecDeque::new(),
             base: start,
             unacked: 0,
+            retransmitted: 0,
             bytes: 0,
             scratch: Vec::new(),
         }
@@ -129,6 +136,9 @@ impl<T: ByteLen> SendBuffer<T> {
         };
         match self.slots.get_mut(offset) {
             Some(Some(entry)) => {
+                if entry.retransmits == 0 {
+                    self.retransmitted += 1;
+                }
                 entry.sent = now;
                 entry.retransmits = entry.retransmits.saturating_add(1);
                 entry.fast_reported = false;
@@ -199,17 +209,34 @@ impl<T: ByteLen> SendBuffer<T> {
     }
 
     /// The earliest last-send time over all unacknowledged frames (to arm the retransmission
-    /// timer). `O(n)`.
+    /// timer). `O(1)` while no held frame was retransmitted (then the oldest frame was sent
+    /// first), `O(n)` otherwise. Assumes the `now`s given never go backwards.
     pub fn earliest_send_time(&self) -> Option<Instant> {
+        if self.retransmitted == 0 {
+            return self.oldest_unacked().map(|(_, sent)| sent);
+        }
         self.entries().map(|(_, e)| e.sent).min()
     }
 
     /// Unacknowledged frames (ascending) whose last send time is `<= deadline`.
     pub fn expired(&self, deadline: Instant) -> Vec<Seq> {
+        self.expired_iter(deadline).collect()
+    }
+
+    /// [`SendBuffer::expired`] without collecting: the unacknowledged frames (ascending)
+    /// whose last send time is `<= deadline`, visited lazily; nothing when none is that old
+    /// (checked in `O(1)`).
+    pub fn expired_iter(&self, deadline: Instant) -> impl Iterator<Item = Seq> + '_ {
+        let any = self.earliest_send_time().is_some_and(|t| t <= deadline);
         self.entries()
-            .filter(|(_, e)| e.sent <= deadline)
+            .take_while(move |_| any)
+            .filter(move |(_, e)| e.sent <= deadline)
             .map(|(seq, _)| seq)
-            .collect()
+    }
+
+    /// The last send time of `seq`, if it is held unacknowledged.
+    pub fn sent_at(&self, seq: Seq) -> Option<Instant> {
+        self.entry(seq).map(|e| e.sent)
     }
 
     /// Unacknowledged frames in ascending sequence order.
@@ -219,7 +246,7 @@ impl<T: ByteLen> SendBuffer<T> {
 
     /// Number of unacknowledged frames held.
     pub fn len(&self) -> usize {
-        self.unacked
+        self.unacked as usize
     }
 
     /// Whether every frame pushed has been acknowledged.
@@ -261,6 +288,9 @@ impl<T: ByteLen> SendBuffer<T> {
         let n = entry.item.byte_len();
         self.bytes -= n;
         self.unacked -= 1;
+        if entry.retransmits > 0 {
+            self.retransmitted -= 1;
+        }
         out.newly_acked_bytes += n;
         out.newly_acked_frames += 1;
         if entry.retransmits == 0 && newest_clean.is_none_or(|(o, _)| offset > o) {

@@ -43,12 +43,12 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             // 1.5 smoothed RTTs before it counts as lost; a younger one is resent when
             // it reaches that age, if it is still unacknowledged then.
             let age = self.rtt.srtt().map_or(self.rtt.rto(), |s| s + s / 2);
-            let old: Vec<Seq> = now
-                .checked_sub(age)
-                .map(|cutoff| self.send_buf.expired(cutoff))
-                .unwrap_or_default();
+            let cutoff = now.checked_sub(age);
             for seq in out.fast_retransmit {
-                if old.contains(&seq) {
+                let old = cutoff
+                    .zip(self.send_buf.sent_at(seq))
+                    .is_some_and(|(cutoff, sent)| sent <= cutoff);
+                if old {
                     self.retransmit_queue.push_back(seq);
                 } else {
                     self.suspects.push((seq, now + age));
@@ -95,16 +95,18 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         let Some(point) = self.recovery_point else {
             return;
         };
+        let mut picked = [None; 2];
         let mut queued = 0;
-        for seq in self.send_buf.expired(point) {
+        for seq in self.send_buf.expired_iter(point) {
             if queued == 2 {
                 break;
             }
             if !self.retransmit_queue.contains(&seq) {
-                self.retransmit_queue.push_back(seq);
+                picked[queued] = Some(seq);
                 queued += 1;
             }
         }
+        self.retransmit_queue.extend(picked.into_iter().flatten());
         if queued == 0 {
             self.recovery_point = None;
         }

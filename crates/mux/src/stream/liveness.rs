@@ -163,11 +163,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// by SACK-driven fast retransmit. `false` when the stream failed.
     fn on_retransmit_timeout(&mut self, now: Instant) -> bool {
         let rto = self.rtt.rto();
-        let oldest = self
-            .send_buf
-            .expired(now - rto)
-            .into_iter()
-            .min_by_key(|s| s.distance_from(self.send_buf.oldest_unacked().map_or(*s, |o| o.0)));
+        // The lowest expired seq (the buffer visits them in ascending order).
+        let oldest = self.send_buf.expired_iter(now - rto).next();
         if let Some(seq) = oldest {
             // `max_retransmits` counts transmissions (as for the Open).
             let sent = self.send_buf.retransmits(seq).unwrap_or(0) + 1;
