@@ -9,6 +9,7 @@
 //! credit fits. So one peer pinning data behind gaps on hundreds of streams holds at
 //! most its own window, and the credit promised to every other peer stays covered.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::Hash;
 
@@ -58,8 +59,19 @@ pub(crate) struct PeerLimits {
 pub(crate) type Refusal = crate::error::LimitReason;
 
 /// Every peer that holds state, and the client-wide total of promised credit.
+///
+/// Peer keys are chosen by peers (sender tags) or are long addresses, so the index keeps
+/// std's keyed hash; but the core consults a peer several times per frame, nearly always
+/// the one it consulted last, so the last key and its slot are remembered and compared
+/// before hashing (SipHash over these keys was a tenth of the core's instructions).
 pub(crate) struct Peers<P> {
-    map: HashMap<P, PeerState>,
+    /// Each peer's slot in `slots`.
+    index: HashMap<P, usize>,
+    slots: Vec<PeerState>,
+    /// Slots of peers that left, for reuse.
+    free: Vec<usize>,
+    /// The peer found last and its slot.
+    last: Cell<Option<(P, usize)>>,
     limits: PeerLimits,
     total_credit: u64,
     total_backlog: usize,
@@ -68,21 +80,46 @@ pub(crate) struct Peers<P> {
 impl<P: Copy + Eq + Hash> Peers<P> {
     pub(crate) fn new(limits: PeerLimits) -> Self {
         Self {
-            map: HashMap::new(),
+            index: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            last: Cell::new(None),
             limits,
             total_credit: 0,
             total_backlog: 0,
         }
     }
 
+    /// The slot of a peer that holds state.
+    fn slot(&self, peer: &P) -> Option<usize> {
+        if let Some((p, i)) = self.last.get() {
+            if p == *peer {
+                return Some(i);
+            }
+        }
+        let i = *self.index.get(peer)?;
+        self.last.set(Some((*peer, i)));
+        Some(i)
+    }
+
+    fn holds(&self, peer: &P) -> bool {
+        self.slot(peer).is_some()
+    }
+
     /// The state of one peer (empty if it holds none).
     pub(crate) fn get(&self, peer: &P) -> PeerState {
-        self.map.get(peer).copied().unwrap_or_default()
+        self.slot(peer)
+            .map_or_else(PeerState::default, |i| self.slots[i])
+    }
+
+    fn get_mut(&mut self, peer: &P) -> Option<&mut PeerState> {
+        let i = self.slot(peer)?;
+        Some(&mut self.slots[i])
     }
 
     /// Notes that a frame from `peer` arrived (only for peers that hold state).
     pub(crate) fn heard(&mut self, peer: &P, now: std::time::Instant, reply: bool) {
-        if let Some(p) = self.map.get_mut(peer) {
+        if let Some(p) = self.get_mut(peer) {
             p.last_heard = Some(now);
             p.replies_seen += u64::from(reply);
         }
@@ -90,14 +127,14 @@ impl<P: Copy + Eq + Hash> Peers<P> {
 
     /// Notes reply SURBs attached for `peer`.
     pub(crate) fn surbs_sent(&mut self, peer: &P, surbs: u32) {
-        if let Some(p) = self.map.get_mut(peer) {
+        if let Some(p) = self.get_mut(peer) {
             p.surbs_sent += u64::from(surbs);
         }
     }
 
     /// Number of peers holding state.
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.index.len()
     }
 
     /// Credit promised over all peers.
@@ -108,7 +145,7 @@ impl<P: Copy + Eq + Hash> Peers<P> {
     /// Whether a new stream from `peer` needing `credit` may be admitted.
     pub(crate) fn admit(&self, peer: &P, credit: u64) -> Result<(), Refusal> {
         let p = self.get(peer);
-        if !self.map.contains_key(peer) && self.map.len() >= self.limits.max_peers {
+        if !self.holds(peer) && self.len() >= self.limits.max_peers {
             return Err(Refusal::Peers);
         }
         if p.streams >= self.limits.max_streams {
@@ -164,12 +201,12 @@ impl<P: Copy + Eq + Hash> Peers<P> {
 
     /// Whether `peer` holds no state and the table already has `max_peers` peers.
     pub(crate) fn full_for(&self, peer: &P) -> bool {
-        !self.map.contains_key(peer) && self.map.len() >= self.limits.max_peers
+        !self.holds(peer) && self.len() >= self.limits.max_peers
     }
 
     /// Whether `peer` may hold orphan data for one more stream id.
     pub(crate) fn may_hold_orphans(&self, peer: &P) -> bool {
-        if !self.map.contains_key(peer) && self.map.len() >= self.limits.max_peers {
+        if !self.holds(peer) && self.len() >= self.limits.max_peers {
             return false;
         }
         self.get(peer).orphan_ids < self.limits.max_orphan_ids
@@ -177,13 +214,28 @@ impl<P: Copy + Eq + Hash> Peers<P> {
 
     /// Applies a change to one peer's counters (and drops a peer left with nothing).
     pub(crate) fn update(&mut self, peer: P, f: impl FnOnce(&mut PeerState)) {
-        let entry = self.map.entry(peer).or_default();
+        let i = match self.slot(&peer) {
+            Some(i) => i,
+            None => {
+                let i = self.free.pop().unwrap_or_else(|| {
+                    self.slots.push(PeerState::default());
+                    self.slots.len() - 1
+                });
+                self.index.insert(peer, i);
+                self.last.set(Some((peer, i)));
+                i
+            }
+        };
+        let entry = &mut self.slots[i];
         let (credit, backlog) = (entry.credit, entry.backlog);
         f(entry);
         self.total_credit = self.total_credit + entry.credit - credit;
         self.total_backlog = self.total_backlog + entry.backlog - backlog;
         if entry.is_empty() {
-            self.map.remove(&peer);
+            *entry = PeerState::default();
+            self.index.remove(&peer);
+            self.free.push(i);
+            self.last.set(None);
         }
     }
 }
@@ -239,6 +291,35 @@ mod tests {
         });
         assert_eq!(p.len(), 1);
         assert_eq!(p.total_credit(), 60);
+    }
+
+    /// A peer that left frees its slot for the next, and no lookup finds it through the
+    /// remembered last key afterwards.
+    #[test]
+    fn slots_are_reused_and_the_last_key_never_goes_stale() {
+        let mut p = Peers::<u8>::new(PeerLimits {
+            max_peers: 10,
+            ..limits()
+        });
+        p.update(1, |s| s.streams = 1);
+        p.update(2, |s| s.streams = 2);
+        assert_eq!(p.get(&1).streams, 1);
+        p.update(1, |s| s.streams = 0);
+        assert_eq!(p.get(&1), PeerState::default());
+        assert_eq!(p.len(), 1);
+        // Peer 3 takes peer 1's slot; peer 1 stays gone, peer 2 keeps its state.
+        p.update(3, |s| s.streams = 3);
+        assert_eq!(p.slots.len(), 2);
+        assert_eq!(p.get(&1), PeerState::default());
+        assert_eq!(p.get(&2).streams, 2);
+        assert_eq!(p.get(&3).streams, 3);
+        p.surbs_sent(&1, 5);
+        assert_eq!(
+            p.get(&3).surbs_sent,
+            0,
+            "nothing reached another peer's slot"
+        );
+        assert_eq!(p.len(), 2);
     }
 
     #[test]
