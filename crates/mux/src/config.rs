@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// The default [`MuxConfig::send_queue_target`]: 60 ms, three of nym's 20 ms sending slots.
+pub const DEFAULT_SEND_QUEUE_TARGET: Duration = Duration::from_millis(60);
+
 /// Every tunable of the multiplexer. Build one with [`MuxConfig::default`] and the
 /// `with_*` methods; each field's documentation states its default.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,7 +180,7 @@ impl Default for MuxConfig {
             inbound_budget: 64 * 1024 * 1024,
             nodelay: false,
             coalesce_delay: Duration::from_millis(5),
-            send_queue_target: Duration::from_millis(60),
+            send_queue_target: DEFAULT_SEND_QUEUE_TARGET,
             delay_control: false,
             ack_every: 64,
             ack_delay: Duration::from_secs(1),

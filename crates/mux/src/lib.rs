@@ -63,7 +63,7 @@ mod segment;
 mod stream;
 mod transport;
 
-pub use crate::config::MuxConfig;
+pub use crate::config::{MuxConfig, DEFAULT_SEND_QUEUE_TARGET};
 pub use crate::core::{Core, Event, LocalId, Read, Transmit, Write};
 pub use crate::delay::PathDelay;
 pub use crate::driver::{Driver, PlainMessage};

@@ -157,7 +157,7 @@ where
             local: Recipient::from(local),
             in_flight: None,
             pacer: SharedPacer::new(PacketPacer::nym_default()),
-            queue_target: std::time::Duration::from_millis(60),
+            queue_target: mux::DEFAULT_SEND_QUEUE_TARGET,
             last_to: None,
         }
     }

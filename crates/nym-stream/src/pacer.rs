@@ -18,9 +18,9 @@ use tokio::time::{Instant, Sleep};
 /// nym's default `message_sending_average_delay`: one packet every 20 ms on average.
 pub const NYM_SENDING_DELAY: Duration = Duration::from_millis(20);
 
-/// Packets handed over ahead of the client's pace: 60 ms at 20 ms a packet (the
-/// multiplexer's default `send_queue_target`; see [`burst_for`]).
-pub const DEFAULT_BURST_PACKETS: u32 = 3;
+/// Packets handed over ahead of the client's pace: the multiplexer's default
+/// `send_queue_target` at 20 ms a packet (3; see [`burst_for`]).
+pub const DEFAULT_BURST_PACKETS: u32 = burst_for(mux::DEFAULT_SEND_QUEUE_TARGET);
 
 /// The slowest pace [`PacketPacer::adapt`] goes to, in multiples of the nominal interval:
 /// nym's own sending delay grows at most 6-fold while its gateway link is backed up.
@@ -28,9 +28,15 @@ pub const MAX_SLOWDOWN: u32 = 6;
 
 /// Packets that take `target` at nym's pace (at least 1): the burst or queue bound that
 /// keeps about `target` of queueing delay in the client.
-pub fn burst_for(target: Duration) -> u32 {
+pub const fn burst_for(target: Duration) -> u32 {
     let n = target.as_nanos().div_ceil(NYM_SENDING_DELAY.as_nanos());
-    u32::try_from(n).unwrap_or(u32::MAX).max(1)
+    if n == 0 {
+        1
+    } else if n > u32::MAX as u128 {
+        u32::MAX
+    } else {
+        n as u32
+    }
 }
 
 /// A packet-count token bucket. `poll_ready` is `Pending` while the bucket is in debt;

@@ -22,7 +22,7 @@ use crate::mixnet::Recipient;
 /// multiplexer (which chooses what goes next) rather than in the network's FIFO, and that
 /// round-trip times and retransmission timeouts measure the network, not our own queue (a
 /// 1,024-packet queue is 20 s of link).
-pub const SEND_QUEUE_PACKETS: usize = 3;
+pub const SEND_QUEUE_PACKETS: usize = crate::pacer::DEFAULT_BURST_PACKETS as usize;
 
 /// A [`Transport`] over one client of a simulated mixnet, addressed by [`Recipient`]
 /// so one multiplexer handle type serves every network.

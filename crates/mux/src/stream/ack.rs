@@ -95,18 +95,16 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         let Some(point) = self.recovery_point else {
             return;
         };
-        let mut picked = [None; 2];
         let mut queued = 0;
         for seq in self.send_buf.expired_iter(point) {
             if queued == 2 {
                 break;
             }
             if !self.retransmit_queue.contains(&seq) {
-                picked[queued] = Some(seq);
+                self.retransmit_queue.push_back(seq);
                 queued += 1;
             }
         }
-        self.retransmit_queue.extend(picked.into_iter().flatten());
         if queued == 0 {
             self.recovery_point = None;
         }

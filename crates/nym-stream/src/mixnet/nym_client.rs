@@ -133,23 +133,36 @@ fn nym_error(what: &'static str) -> impl Fn(nym_sdk::Error) -> Error {
     }
 }
 
+/// Applies our settings to a nym-sdk builder and connects it. A macro because the two
+/// builders (ephemeral and on-disk storage) are different types whose shared methods
+/// carry long storage bounds.
+macro_rules! connect_with {
+    ($builder:expr, $settings:expr, $surb_reserve:expr) => {{
+        let settings: &NymSettings = $settings;
+        let mut builder = $builder.debug_config(settings.debug_config($surb_reserve));
+        if let Some(gateway) = &settings.gateway {
+            builder = builder.request_gateway(gateway.clone());
+        }
+        builder
+            .build()
+            .map_err(nym_error("configuring the client"))?
+            .connect_to_mixnet()
+            .await
+            .map_err(nym_error("connecting to the Nym mixnet"))
+    }};
+}
+
 /// Connects an ephemeral nym-sdk client with these settings (its reply storage keeps
 /// nym's hard-coded reserve of 20).
 pub(crate) async fn connect_nym_ephemeral(
     settings: &NymSettings,
     surb_reserve: u32,
 ) -> Result<nym_sdk::mixnet::MixnetClient> {
-    let mut builder = nym_sdk::mixnet::MixnetClientBuilder::new_ephemeral()
-        .debug_config(settings.debug_config(surb_reserve));
-    if let Some(gateway) = &settings.gateway {
-        builder = builder.request_gateway(gateway.clone());
-    }
-    builder
-        .build()
-        .map_err(nym_error("configuring the client"))?
-        .connect_to_mixnet()
-        .await
-        .map_err(nym_error("connecting to the Nym mixnet"))
+    connect_with!(
+        nym_sdk::mixnet::MixnetClientBuilder::new_ephemeral(),
+        settings,
+        surb_reserve
+    )
 }
 
 /// Connects a nym-sdk client whose keys live beside `identity_file` (see
@@ -159,18 +172,11 @@ pub(crate) async fn connect_nym_persistent(
     settings: &NymSettings,
     surb_reserve: u32,
 ) -> Result<nym_sdk::mixnet::MixnetClient> {
-    let mut builder = nym_persistent_builder(identity_file)
-        .await?
-        .debug_config(settings.debug_config(surb_reserve));
-    if let Some(gateway) = &settings.gateway {
-        builder = builder.request_gateway(gateway.clone());
-    }
-    builder
-        .build()
-        .map_err(nym_error("configuring the client"))?
-        .connect_to_mixnet()
-        .await
-        .map_err(nym_error("connecting to the Nym mixnet"))
+    connect_with!(
+        nym_persistent_builder(identity_file).await?,
+        settings,
+        surb_reserve
+    )
 }
 
 #[cfg(test)]
