@@ -307,6 +307,9 @@ mod tests {
         p.update(1, |s| s.streams = 0);
         assert_eq!(p.get(&1), PeerState::default());
         assert_eq!(p.len(), 1);
+        // A peer without state is not written to, even right after it left.
+        p.surbs_sent(&1, 5);
+        p.heard(&1, std::time::Instant::now(), true);
         // Peer 3 takes peer 1's slot; peer 1 stays gone, peer 2 keeps its state.
         p.update(3, |s| s.streams = 3);
         assert_eq!(p.slots.len(), 2);
