@@ -27,6 +27,20 @@ pub struct PathDelay {
     pub queueing: Duration,
 }
 
+/// What a transport that paces itself hears from the multiplexer
+/// ([`Transport::on_path_delay`](crate::Transport::on_path_delay)) each time new
+/// round-trip samples arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DelaySignal {
+    /// The path delay now.
+    pub delay: PathDelay,
+    /// Whether, since the last signal, a stream still had data ready after its frame went
+    /// out: its bytes waited for the transport, so our own sending may be what fills
+    /// the queue. Without it the queueing is someone else's (the peer's acks, the network
+    /// client's own traffic) and slowing down would only starve our streams.
+    pub data_waited: bool,
+}
+
 /// Tracks [`PathDelay`] from round-trip samples.
 #[derive(Debug, Default)]
 pub(crate) struct DelayTracker {

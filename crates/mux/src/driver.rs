@@ -369,9 +369,12 @@ impl<Tr: Transport + Unpin> Future for Driver<Tr> {
                 }
             }
 
-            if handled > 0 && inner.core.config().delay_control {
-                if let Some(delay) = inner.core.poll_path_delay() {
-                    this.transport.on_path_delay(delay);
+            if handled > 0 {
+                if let Some(signal) = inner.core.poll_path_delay() {
+                    if inner.core.config().delay_control {
+                        this.transport.on_path_delay(signal);
+                    }
+                    inner.core.set_send_pace(this.transport.send_pace());
                 }
             }
 

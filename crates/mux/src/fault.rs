@@ -278,7 +278,11 @@ impl<Tr: Transport> Transport for FaultInjector<Tr> {
         self.inner.set_queue_target(target);
     }
 
-    fn on_path_delay(&mut self, delay: crate::PathDelay) {
-        self.inner.on_path_delay(delay);
+    fn on_path_delay(&mut self, signal: crate::DelaySignal) {
+        self.inner.on_path_delay(signal);
+    }
+
+    fn send_pace(&self) -> Option<std::time::Duration> {
+        self.inner.send_pace()
     }
 }

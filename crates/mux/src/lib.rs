@@ -65,7 +65,7 @@ mod transport;
 
 pub use crate::config::{MuxConfig, DEFAULT_SEND_QUEUE_TARGET};
 pub use crate::core::{Core, Event, LocalId, Read, Transmit, Write};
-pub use crate::delay::PathDelay;
+pub use crate::delay::{DelaySignal, PathDelay};
 pub use crate::driver::{Driver, PlainMessage};
 pub use crate::error::{
     reset_code, Failure, LimitReason, OpenError, Operation, Overrun, Reap, StreamError, Timeout,

@@ -44,6 +44,11 @@ pub struct StreamMetrics {
     pub pings_sent: u64,
     /// Smoothed round-trip time, once measured.
     pub srtt: Option<Duration>,
+    /// The smallest round trip measured on this stream (millisecond resolution).
+    pub min_rtt: Option<Duration>,
+    /// The stream's send window: the bytes it may have unacknowledged now, the smaller
+    /// of its send buffer and what the peer's flow-control credit allows.
+    pub send_window: u64,
     /// Current retransmission timeout.
     pub rto: Duration,
 }
@@ -88,4 +93,8 @@ pub struct ClientMetrics {
     /// The path delay the client's streams measured (base and current round trip, and
     /// the queueing between them); `None` before the first acknowledgement.
     pub path_delay: Option<crate::PathDelay>,
+    /// The pace of a transport that paces itself (the Nym adapter): one packet per this
+    /// interval, as the delay controller last set it; `None` for a transport that bounds
+    /// its queue instead (the simulator) or before the first acknowledgement.
+    pub send_pace: Option<Duration>,
 }

@@ -13,9 +13,22 @@ pub(crate) struct RttEstimator {
     /// tracker took it; 0: none. (A `u32` fits where an `Option<Duration>` would grow
     /// every stream by 16 bytes.)
     fresh_ms: u32,
-    initial: Duration,
-    min: Duration,
-    max: Duration,
+    /// The smallest sample in whole milliseconds (at least 1); 0: none.
+    min_ms: u32,
+    /// The configured timeout bounds, in whole milliseconds (every stream keeps them, so
+    /// they are kept small).
+    initial_rto_ms: u32,
+    min_rto_ms: u32,
+    max_rto_ms: u32,
+}
+
+/// `d` in whole milliseconds, saturating.
+fn whole_ms(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+fn from_ms(ms: u32) -> Duration {
+    Duration::from_millis(u64::from(ms))
 }
 
 impl RttEstimator {
@@ -25,9 +38,10 @@ impl RttEstimator {
             rttvar: Duration::ZERO,
             backoff: 0,
             fresh_ms: 0,
-            initial,
-            min,
-            max: max.max(min),
+            min_ms: 0,
+            initial_rto_ms: whole_ms(initial),
+            min_rto_ms: whole_ms(min),
+            max_rto_ms: whole_ms(max.max(min)),
         }
     }
 
@@ -47,14 +61,21 @@ impl RttEstimator {
             }
         }
         self.backoff = 0;
-        let ms = u32::try_from(sample.as_millis()).unwrap_or(u32::MAX);
-        self.fresh_ms = ms.max(1);
+        self.fresh_ms = whole_ms(sample).max(1);
+        if self.min_ms == 0 || self.fresh_ms < self.min_ms {
+            self.min_ms = self.fresh_ms;
+        }
+    }
+
+    /// The smallest sample taken (millisecond resolution).
+    pub(crate) fn min_rtt(&self) -> Option<Duration> {
+        (self.min_ms > 0).then(|| from_ms(self.min_ms))
     }
 
     /// The last sample, once (for the client's delay tracker).
     pub(crate) fn take_fresh_sample(&mut self) -> Option<Duration> {
         let ms = std::mem::take(&mut self.fresh_ms);
-        (ms > 0).then(|| Duration::from_millis(u64::from(ms)))
+        (ms > 0).then(|| from_ms(ms))
     }
 
     /// Doubles the timeout after a retransmission timer fired.
@@ -70,11 +91,11 @@ impl RttEstimator {
     /// The retransmission timeout including backoff, clamped to `[min, max]`.
     pub(crate) fn rto(&self) -> Duration {
         let base = match self.srtt {
-            None => self.initial,
+            None => from_ms(self.initial_rto_ms),
             Some(srtt) => srtt + (self.rttvar * 4).max(Duration::from_millis(10)),
         };
         let backed = base.saturating_mul(1u32 << self.backoff.min(16));
-        backed.clamp(self.min, self.max)
+        backed.clamp(from_ms(self.min_rto_ms), from_ms(self.max_rto_ms))
     }
 }
 

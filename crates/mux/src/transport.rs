@@ -92,7 +92,17 @@ pub trait Transport: Send + 'static {
 
     /// The client's path delay changed (new round-trip samples): a transport that paces
     /// itself without seeing the network's queue slows down while the queueing delay is
-    /// above its target and speeds up again below it. Called by the driver only with
+    /// above its target and our streams' data waited for it
+    /// ([`DelaySignal::data_waited`](crate::DelaySignal::data_waited)), and speeds up
+    /// again below it. Called by the driver only with
     /// [`MuxConfig::delay_control`](crate::MuxConfig::delay_control). Default: ignored.
-    fn on_path_delay(&mut self, _delay: crate::PathDelay) {}
+    fn on_path_delay(&mut self, _signal: crate::DelaySignal) {}
+
+    /// The pace a self-pacing transport sends at now, one packet per this interval: the
+    /// delay controller's output, shown in
+    /// [`ClientMetrics::send_pace`](crate::ClientMetrics::send_pace). Default: `None`
+    /// (the transport does not pace itself).
+    fn send_pace(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

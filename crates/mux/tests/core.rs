@@ -1025,3 +1025,45 @@ fn priorities_order_the_streams() {
         "the lower-priority stream waited"
     );
 }
+
+/// What a self-pacing transport hears (`poll_path_delay`): the path delay, and whether a
+/// stream still had data ready after a frame went out, which a lone 100-byte request
+/// never has and a 20 KB write always has. The stream's metrics show its smallest round
+/// trip and its send window.
+#[test]
+fn the_delay_signal_says_whether_our_data_waited() {
+    let cfg = MuxConfig::default();
+    let mut w = Wire::new(cfg.clone(), cfg).with_latency(Duration::from_millis(150));
+    let (la, _lb) = w.open_pair();
+    let _ = w.a.poll_path_delay();
+    let mut all_acked = |w: &mut Wire| w.a.unacknowledged_bytes() == 0;
+
+    w.write_all(A, la, &pattern(100, 1));
+    w.flush(A, la);
+    assert!(w.run(MINUTE, &mut all_acked));
+    let signal = w.a.poll_path_delay().expect("the ack gave a sample");
+    assert!(!signal.data_waited, "one frame said everything");
+    assert!(
+        signal.delay.base >= Duration::from_millis(300),
+        "{signal:?}"
+    );
+    assert_eq!(w.a.poll_path_delay(), None, "no new sample, no new signal");
+
+    w.write_all(A, la, &pattern(20_000, 2));
+    assert!(w.run(MINUTE, &mut all_acked));
+    let signal = w.a.poll_path_delay().expect("samples");
+    assert!(
+        signal.data_waited,
+        "frames of the 20 KB waited for each other"
+    );
+
+    let m = w.a.stream_metrics(la).expect("live");
+    let min = m.min_rtt.expect("measured");
+    assert!(min >= Duration::from_millis(300), "{m:?}");
+    assert!(m.srtt.is_some_and(|s| s >= min), "{m:?}");
+    assert!(m.send_window > 20_000, "{m:?}");
+    assert!(
+        m.send_window <= MuxConfig::default().send_buffer as u64,
+        "{m:?}"
+    );
+}

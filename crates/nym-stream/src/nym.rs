@@ -185,7 +185,10 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
         std::task::ready!(self.pacer.with(|p| p.poll_ready(cx)));
         if let Some(send) = self.in_flight.as_mut() {
-            let outcome = std::task::ready!(send.as_mut().poll(cx));
+            let Poll::Ready(outcome) = send.as_mut().poll(cx) else {
+                self.pacer.with(|p| p.note_client_full());
+                return Poll::Pending;
+            };
             self.in_flight = None;
             outcome.map_err(TransportError::new)?;
         }
@@ -256,11 +259,17 @@ where
             .with(|p| p.set_burst(crate::pacer::burst_for(target)));
     }
 
-    /// Slow the pace while the streams' round trips show more queueing than the target.
-    fn on_path_delay(&mut self, delay: mux::PathDelay) {
+    /// Slow the pace while the streams' round trips show more queueing than the target
+    /// and their data waited for us.
+    fn on_path_delay(&mut self, signal: mux::DelaySignal) {
         let target = self.queue_target;
+        let d = signal.delay;
         self.pacer
-            .with(|p| p.adapt(delay.queueing, delay.current, target));
+            .with(|p| p.adapt(d.queueing, d.current, target, signal.data_waited));
+    }
+
+    fn send_pace(&self) -> Option<std::time::Duration> {
+        Some(self.pacer.with(|p| p.interval()))
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound<SenderTag>>> {

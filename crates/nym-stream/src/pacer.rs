@@ -26,6 +26,11 @@ pub const DEFAULT_BURST_PACKETS: u32 = burst_for(mux::DEFAULT_SEND_QUEUE_TARGET)
 /// nym's own sending delay grows at most 6-fold while its gateway link is backed up.
 pub const MAX_SLOWDOWN: u32 = 6;
 
+/// The largest slow-down of one [`PacketPacer::adapt`] step: the pace slows by at most a
+/// quarter per round trip (half per step matched a slow link sooner but overshot it and
+/// cost a fifth of the bulk's goodput; BENCHMARKS.md 4d).
+const MAX_STEP_SLOWDOWN: f64 = 0.25;
+
 /// Packets that take `target` at nym's pace (at least 1): the burst or queue bound that
 /// keeps about `target` of queueing delay in the client.
 pub const fn burst_for(target: Duration) -> u32 {
@@ -101,14 +106,33 @@ impl PacketPacer {
         self.interval
     }
 
-    /// Delay-based pacing (LEDBAT-like, on the rate): the streams' round trips show
-    /// `queueing` delay above the path's base. While it is above `target` and a sender
-    /// waited on this pacer since the last look (our own sending fills the queue), the
-    /// pace slows by an eighth; below half the target it speeds up by an eighth, never
-    /// beyond the nominal pace nor below [`MAX_SLOWDOWN`] times slower. At most one
-    /// change per `round_trip` (at least 100 ms): a change shows in the delays only a
-    /// round trip later.
-    pub fn adapt(&mut self, queueing: Duration, round_trip: Duration, target: Duration) {
+    /// Delay-based pacing (LEDBAT-like, on the rate), called with each new delay
+    /// estimate: the streams' round trips show `queueing` delay above the path's base.
+    ///
+    /// - **Slow down** when the queueing is above `target`, the client's input channel
+    ///   was full since the last look ([`note_client_full`](Self::note_client_full):
+    ///   the client takes less than we hand it) and the multiplexer's streams had data
+    ///   waiting (`data_waited`: our own bulk fills the queue, not only acks stuck
+    ///   behind someone else's traffic). The step is proportional to the excess, an
+    ///   eighth of `(queueing - target) / target`, at most a quarter per step, so a link
+    ///   three times slower than nominal is matched in a handful of round trips rather
+    ///   than a dozen.
+    /// - **Speed up** by an eighth when the queueing is below half the target, or when
+    ///   our data waited while the client never pushed back (we are held back by our own
+    ///   pace, not by the client).
+    /// - Otherwise hold. Never faster than the nominal pace, never more than
+    ///   [`MAX_SLOWDOWN`] times slower, at most one change per `round_trip` (at least
+    ///   100 ms): a change shows in the delays only a round trip later.
+    ///
+    /// Waiting on the pacer itself is not a reason to slow: at the nominal pace it is
+    /// what a bulk sender always does.
+    pub fn adapt(
+        &mut self,
+        queueing: Duration,
+        round_trip: Duration,
+        target: Duration,
+        data_waited: bool,
+    ) {
         let now = Instant::now();
         let every = round_trip.max(Duration::from_millis(100));
         if self
@@ -117,11 +141,13 @@ impl PacketPacer {
         {
             return;
         }
-        let limited = std::mem::take(&mut self.limited);
+        let client_full = std::mem::take(&mut self.limited);
         let slowest = self.nominal.saturating_mul(MAX_SLOWDOWN);
-        let next = if queueing > target && limited {
-            self.interval.mul_f64(1.125).min(slowest)
-        } else if queueing < target / 2 {
+        let next = if queueing > target && client_full && data_waited {
+            let excess = (queueing - target).as_secs_f64() / target.as_secs_f64().max(1e-3);
+            let factor = 1.0 + (excess / 8.0).min(MAX_STEP_SLOWDOWN);
+            self.interval.mul_f64(factor).min(slowest)
+        } else if queueing < target / 2 || (data_waited && !client_full) {
             self.interval.mul_f64(1.0 / 1.125).max(self.nominal)
         } else {
             self.interval
@@ -149,7 +175,6 @@ impl PacketPacer {
             self.sleep = None;
             return Poll::Ready(());
         }
-        self.limited = true;
         let wait = self.interval.mul_f64(-self.tokens);
         let at = now + wait;
         let sleep = self
@@ -166,6 +191,12 @@ impl PacketPacer {
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+
+    /// Notes that a sender waited for the network client itself (its input channel was
+    /// full): our own sending outpaces the client, just as when it waits on the pacer.
+    pub fn note_client_full(&mut self) {
+        self.limited = true;
     }
 
     /// Takes a message of `packets` packets from the bucket.
@@ -213,52 +244,96 @@ mod tests {
     use super::*;
     use std::task::Waker;
 
-    /// Queueing above the target slows the pace (once per round trip, at most 6-fold) while
-    /// our sending waits on the pacer; an application-limited sender keeps its pace.
+    /// Queueing above the target slows the pace in proportion to the excess (once per
+    /// round trip, at most 6-fold) while the client pushes back and our data waits.
     /// Queueing well below the target brings the nominal pace back, never faster.
     #[tokio::test(start_paused = true)]
     async fn the_pace_follows_the_queueing_delay() {
         let ms = Duration::from_millis;
         let mut p = PacketPacer::new(ms(20), 5);
-        // Nobody waited on the pacer: the queue is not ours to drain.
-        p.adapt(ms(400), ms(800), ms(100));
-        assert_eq!(p.interval(), ms(20));
-        let wait_on = |p: &mut PacketPacer| {
-            p.charge(1000);
-            assert!(!ready(p));
-        };
+        // 200 ms over a 100 ms target: an eighth of twice the target, a quarter slower.
+        p.note_client_full();
+        p.adapt(ms(300), ms(800), ms(100), true);
+        assert_eq!(p.interval(), ms(25));
+        p.note_client_full();
+        p.adapt(ms(400), ms(800), ms(100), true);
+        assert_eq!(p.interval(), ms(25), "one change per round trip");
+        // Far over the target: a quarter slower, no more.
         tokio::time::advance(ms(800)).await;
-        wait_on(&mut p);
-        p.adapt(ms(400), ms(800), ms(100));
-        assert_eq!(p.interval(), ms(22) + Duration::from_micros(500));
-        wait_on(&mut p);
-        p.adapt(ms(400), ms(800), ms(100));
-        assert_eq!(
-            p.interval(),
-            ms(22) + Duration::from_micros(500),
-            "one change per round trip"
-        );
+        p.note_client_full();
+        p.adapt(ms(5000), ms(800), ms(100), true);
+        assert_eq!(p.interval(), ms(31) + Duration::from_micros(250));
+        // Just over the target: a small step (1 %).
+        tokio::time::advance(ms(800)).await;
+        p.note_client_full();
+        p.adapt(ms(108), ms(800), ms(100), true);
+        assert_eq!(p.interval(), ms(31) + Duration::from_micros(562_500) / 1000);
         for _ in 0..40 {
             tokio::time::advance(ms(800)).await;
-            wait_on(&mut p);
-            p.adapt(ms(400), ms(800), ms(100));
+            p.note_client_full();
+            p.adapt(ms(400), ms(800), ms(100), true);
         }
         assert_eq!(p.interval(), ms(120), "at most six times slower");
         tokio::time::advance(ms(800)).await;
-        p.adapt(ms(70), ms(800), ms(100));
+        p.note_client_full();
+        p.adapt(ms(70), ms(800), ms(100), true);
         assert_eq!(
             p.interval(),
             ms(120),
-            "between half the target and the target: hold"
+            "between half the target and the target, with the client full: hold"
+        );
+        tokio::time::advance(ms(800)).await;
+        p.adapt(ms(70), ms(800), ms(100), true);
+        assert_eq!(
+            p.interval(),
+            ms(120).mul_f64(1.0 / 1.125),
+            "our data waited but the client took everything: faster"
+        );
+        tokio::time::advance(ms(800)).await;
+        p.adapt(ms(70), ms(800), ms(100), false);
+        assert_eq!(
+            p.interval(),
+            ms(120).mul_f64(1.0 / 1.125),
+            "nothing waited: hold"
         );
         for _ in 0..40 {
             tokio::time::advance(ms(800)).await;
-            p.adapt(ms(10), ms(800), ms(100));
+            p.adapt(ms(10), ms(800), ms(100), false);
         }
         assert_eq!(p.interval(), ms(20), "back to the nominal pace, not beyond");
         assert_eq!(burst_for(ms(100)), 5);
         assert_eq!(burst_for(ms(1)), 1);
         assert_eq!(burst_for(ms(500)), 25);
+    }
+
+    /// Only a full client and our own waiting data slow the pace: waiting on the pacer
+    /// (what a bulk sender at the nominal pace always does) does not, nor does queueing
+    /// while none of our data waited (acks behind the client's own traffic).
+    #[tokio::test(start_paused = true)]
+    async fn only_a_full_client_and_our_waiting_data_slow_the_pace() {
+        let ms = Duration::from_millis;
+        let mut p = PacketPacer::new(ms(20), 3);
+        p.charge(1000);
+        assert!(!ready(&mut p));
+        tokio::time::advance(ms(800)).await;
+        assert!(!ready(&mut p));
+        p.adapt(ms(300), ms(800), ms(100), true);
+        assert!(
+            p.interval() <= ms(20),
+            "waiting on the pacer is not a reason"
+        );
+        tokio::time::advance(ms(800)).await;
+        p.note_client_full();
+        p.adapt(ms(300), ms(800), ms(100), false);
+        assert_eq!(
+            p.interval(),
+            ms(20),
+            "no data of ours waited: the queue is someone else's"
+        );
+        tokio::time::advance(ms(800)).await;
+        p.note_client_full();
+        p.adapt(ms(300), ms(800), ms(100), true);
+        assert_eq!(p.interval(), ms(25));
     }
 
     fn ready(p: &mut PacketPacer) -> bool {

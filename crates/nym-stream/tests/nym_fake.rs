@@ -611,3 +611,162 @@ async fn a_peer_whose_gateway_vanished_fails_the_stream_and_sending_stops_over_n
     )
     .await;
 }
+
+/// Round trips of ten 100-byte echoes on one stream while a second stream of the same
+/// client uploads (`upload`) or downloads, on a fake whose clients send one packet per
+/// `sending` (nym's nominal pace is 20 ms), with or without delay control. Median and
+/// the largest.
+async fn echo_beside_bulk(
+    seed: u64,
+    sending: std::time::Duration,
+    upload: bool,
+    delay_control: bool,
+) -> (std::time::Duration, std::time::Duration, f64) {
+    use std::time::Duration;
+    let net = FakeNet::new(SimConfig {
+        send_interval_mean: Some(sending),
+        ..SimConfig::realistic().with_seed(seed)
+    });
+    let mux = nym_stream::mixnet::MuxConfig::default().with_delay_control(delay_control);
+    let builder = |id: u64| {
+        MixnetClientBuilder::new_ephemeral().with_mux_config(mux.clone().with_id_seed(Some(id)))
+    };
+    let mut server = fake_client_with(&net, builder(70));
+    let mut opener = fake_client_with(&net, builder(71));
+    let mut listener = server.listener().expect("listener");
+    let up = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let down = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = up.clone();
+    tokio::spawn(async move {
+        while let Some(mut s) = listener.accept().await {
+            let up = counter.clone();
+            tokio::spawn(async move {
+                // The first byte says what the stream is: `U`pload (read and dropped),
+                // `D`ownload (the server writes until the stream fails) or `E`cho.
+                let mut kind = [0u8; 1];
+                if s.read_exact(&mut kind).await.is_err() {
+                    return;
+                }
+                let (mut rd, mut wr) = s.into_split();
+                match kind[0] {
+                    b'U' => {
+                        let _ = count_into(&mut rd, &up).await;
+                    }
+                    b'D' => {
+                        let _ = wr.write_all(&vec![2u8; 8 << 20]).await;
+                    }
+                    _ => {
+                        let _ = tokio::io::copy(&mut rd, &mut wr).await;
+                    }
+                }
+            });
+        }
+    });
+    let to = *server.nym_address();
+    let mut echo = opener.open_stream(to, None).await.expect("open");
+    echo.set_nodelay(true);
+    echo.write_all(b"E").await.expect("kind");
+    let mut bulk = opener.open_stream(to, None).await.expect("open");
+    let counter = down.clone();
+    let bulk_task = tokio::spawn(async move {
+        if upload {
+            let _ = bulk.write_all(b"U").await;
+            let _ = bulk.write_all(&vec![1u8; 8 << 20]).await;
+        } else {
+            let _ = bulk.write_all(b"D").await;
+            let _ = count_into(&mut bulk, &counter).await;
+        }
+        bulk
+    });
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let moved = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let (up0, down0, t0) = (moved(&up), moved(&down), tokio::time::Instant::now());
+    let mut rtts = Vec::new();
+    for _ in 0..15 {
+        let start = tokio::time::Instant::now();
+        echo.write_all(&[9u8; 100]).await.expect("write");
+        let mut back = [0u8; 100];
+        echo.read_exact(&mut back).await.expect("echo");
+        rtts.push(start.elapsed());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(!bulk_task.is_finished(), "the bulk ran beside every round");
+    bulk_task.abort();
+    let bytes = moved(&up) - up0 + moved(&down) - down0;
+    let rate = bytes as f64 / t0.elapsed().as_secs_f64();
+    rtts.sort();
+    (rtts[7], rtts[14], rate)
+}
+
+/// Reads `rd` to its end, adding what it read to `count`.
+async fn count_into(
+    rd: &mut (impl tokio::io::AsyncRead + Unpin),
+    count: &std::sync::atomic::AtomicU64,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        let n = rd.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        count.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Delay control over nym types, where the adapter cannot see nym's queue. On a link
+/// three times slower than nym's nominal pace the pacer hands the client more than it
+/// sends: without the controller the interactive stream waits behind seconds of bulk
+/// in nym's lanes; with it the pace follows the link. Beside a download the queue is
+/// the client's own SURB answers, which the controller leaves alone (none of our data
+/// waits), so it changes nothing there.
+#[tokio::test(start_paused = true)]
+async fn delay_control_follows_a_slow_link_and_leaves_a_download_alone() {
+    use std::time::Duration;
+    let slow = Duration::from_millis(60);
+    let (off, _, off_rate) = echo_beside_bulk(1, slow, true, false).await;
+    let (on, _, on_rate) = echo_beside_bulk(1, slow, true, true).await;
+    assert!(on * 2 < off, "median {on:?} with, {off:?} without");
+    assert!(
+        on_rate > off_rate * 0.7,
+        "bulk {on_rate:.0} B/s with, {off_rate:.0} B/s without"
+    );
+    let nominal = Duration::from_millis(20);
+    let (off, _, off_rate) = echo_beside_bulk(1, nominal, false, false).await;
+    let (on, _, on_rate) = echo_beside_bulk(1, nominal, false, true).await;
+    assert_eq!(on, off, "beside a download");
+    assert!(
+        on_rate >= off_rate * 0.95,
+        "{on_rate:.0} vs {off_rate:.0} B/s"
+    );
+}
+
+/// The figures of BENCHMARKS.md section 4d (paused clock, so they are the same on
+/// every machine): `cargo test -p nym-stream --features nym --test nym_fake --
+/// --ignored --nocapture delay_control_figures`.
+#[tokio::test(start_paused = true)]
+#[ignore = "prints figures for docs/BENCHMARKS.md"]
+#[allow(clippy::print_stdout, reason = "printing the figures is this test's job")]
+async fn delay_control_figures() {
+    use std::time::Duration;
+    println!("| link | bulk | seed | median off / on | max off / on | bulk KB/s off / on |");
+    println!("|---|---|---|---|---|---|");
+    for sending in [20u64, 60] {
+        for upload in [true, false] {
+            for seed in 1..=5 {
+                let link = Duration::from_millis(sending);
+                let (m0, x0, r0) = echo_beside_bulk(seed, link, upload, false).await;
+                let (m1, x1, r1) = echo_beside_bulk(seed, link, upload, true).await;
+                println!(
+                    "| {sending} ms | {} | {seed} | {:.2} / {:.2} s | {:.2} / {:.2} s | {:.1} / {:.1} |",
+                    if upload { "upload" } else { "download" },
+                    m0.as_secs_f64(),
+                    m1.as_secs_f64(),
+                    x0.as_secs_f64(),
+                    x1.as_secs_f64(),
+                    r0 / 1000.0,
+                    r1 / 1000.0,
+                );
+            }
+        }
+    }
+}

@@ -27,7 +27,7 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
 use crate::config::MuxConfig;
-use crate::delay::{DelayTracker, PathDelay};
+use crate::delay::{DelaySignal, DelayTracker};
 use crate::error::{Failure, OpenError, Operation, StreamError};
 use crate::id_map::IdMap;
 use crate::metrics::{ClientMetrics, StreamMetrics};
@@ -176,6 +176,9 @@ pub struct Core<A, T> {
     delay: DelayTracker,
     /// Samples the last [`Core::poll_path_delay`] reported up to.
     delay_reported: u64,
+    /// Whether, since the last [`Core::poll_path_delay`], a stream still had data ready
+    /// after sending a frame (its bytes waited for the transport, not the application).
+    data_waited: bool,
 }
 
 impl<A, T> Core<A, T>
@@ -241,6 +244,7 @@ where
             metrics: ClientMetrics::default(),
             delay: DelayTracker::default(),
             delay_reported: 0,
+            data_waited: false,
         }
     }
 
@@ -514,16 +518,27 @@ where
         m
     }
 
-    /// The client's path delay ([`PathDelay`]) if round-trip samples arrived since the
-    /// last call: what a transport that paces itself adapts its rate to (see
+    /// Records the transport's pace ([`Transport::send_pace`](crate::Transport::send_pace))
+    /// for [`ClientMetrics::send_pace`].
+    pub fn set_send_pace(&mut self, pace: Option<std::time::Duration>) {
+        self.metrics.send_pace = pace;
+    }
+
+    /// The client's path delay ([`PathDelay`](crate::PathDelay)) if round-trip samples arrived since the
+    /// last call, and whether our streams had data waiting for the transport meanwhile:
+    /// what a transport that paces itself adapts its rate to (see
     /// [`Transport::on_path_delay`](crate::Transport::on_path_delay)).
-    pub fn poll_path_delay(&mut self) -> Option<PathDelay> {
+    pub fn poll_path_delay(&mut self) -> Option<DelaySignal> {
         let samples = self.delay.samples();
         if samples == self.delay_reported {
             return None;
         }
         self.delay_reported = samples;
-        self.delay.estimate()
+        let delay = self.delay.estimate()?;
+        Some(DelaySignal {
+            delay,
+            data_waited: std::mem::take(&mut self.data_waited),
+        })
     }
 
     /// Takes the next non-stream message.

@@ -62,6 +62,9 @@ where
                 Destination::Reply(_) => {}
             }
             let frame = s.poll_transmit(now, stock);
+            if frame.is_some() && s.data_waiting(now) {
+                self.data_waited = true;
+            }
             let to = s.peer;
             if let Some(f) = &frame {
                 if f.reply_surbs > 0 {

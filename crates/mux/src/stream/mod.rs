@@ -404,7 +404,9 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     pub(crate) fn metrics(&self) -> StreamMetrics {
         let mut m = self.metrics;
         m.srtt = self.rtt.srtt();
+        m.min_rtt = self.rtt.min_rtt();
         m.rto = self.rtt.rto();
+        m.send_window = self.send_window();
         m
     }
 

@@ -147,6 +147,16 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
 
     /// Bytes written but not yet acknowledged by the peer (unsent ones included), plus
     /// one for a FIN not yet acknowledged. Zero once everything arrived.
+    /// The bytes this stream may have unacknowledged now: its send buffer, or less where
+    /// the peer's credit ends sooner (counted from the oldest unacknowledged byte).
+    pub(crate) fn send_window(&self) -> u64 {
+        let acked = self
+            .send_offset
+            .saturating_sub(self.send_buf.unacked_bytes() as u64);
+        let credit = self.peer_max_data.saturating_sub(acked);
+        credit.min(self.settings.send_limit as u64)
+    }
+
     pub(crate) fn send_outstanding(&self) -> usize {
         let fin = usize::from(self.send_state.shut_down());
         if !self.reliable() {
@@ -156,6 +166,13 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     }
 
     // ----- outbound frames ------------------------------------------------------
+
+    /// Whether data could go out right now if the transport took it: bytes ready in the
+    /// coalescing buffer or a retransmission waiting. What tells a delay-based pacer
+    /// that the stream is held back by the network rather than by its application.
+    pub(crate) fn data_waiting(&self, now: Instant) -> bool {
+        !self.retransmit_queue.is_empty() || self.data_sendable(now)
+    }
 
     pub(super) fn data_sendable(&self, now: Instant) -> bool {
         if self.pending.is_empty() || self.pending_ctl.open {
