@@ -855,3 +855,36 @@ fn a_reference_peer_behind_our_open_does_not_break_the_peer_window() {
     let held = core.peer_credit(mux::Destination::Address(PEER));
     assert!(held <= window, "{held} > {window}");
 }
+
+/// Control frames go first, but a peer that makes us answer 16 resets at once holds a
+/// stream's data back by at most four of them; every reset still goes out.
+#[test]
+fn answers_to_a_flood_do_not_hold_a_streams_data_back() {
+    let mut core = Core::<u8, u8>::new(MuxConfig::default());
+    let t0 = Instant::now();
+    let local = open(&mut core, t0, 7);
+    drain(&mut core, t0);
+    assert!(matches!(
+        core.write(t0, local, &[5u8; 30_000]),
+        Write::Accepted(30_000)
+    ));
+    let mut ack = Vec::new();
+    Ack::new(0, 65536, 0).encode(&mut ack);
+    for id in 100..116u64 {
+        from_peer(&mut core, t0, frame(id, MessageType::Ack, 0, 0, &ack));
+    }
+    let mut kinds = Vec::new();
+    while let Some(t) = core.poll_transmit(t0, &|_| None) {
+        kinds.push(
+            lp_frame::OwnedStreamFrame::parse(t.payload)
+                .unwrap()
+                .header
+                .msg_type,
+        );
+    }
+    let first_data = kinds.iter().position(|k| *k == MessageType::Data);
+    assert_eq!(first_data, Some(4), "{kinds:?}");
+    let resets = kinds.iter().filter(|k| **k == MessageType::Reset).count();
+    assert_eq!(resets, 16, "{kinds:?}");
+    assert!(kinds.iter().filter(|k| **k == MessageType::Data).count() >= 19);
+}

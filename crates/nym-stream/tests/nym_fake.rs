@@ -745,7 +745,10 @@ async fn delay_control_follows_a_slow_link_and_leaves_a_download_alone() {
 /// --ignored --nocapture delay_control_figures`.
 #[tokio::test(start_paused = true)]
 #[ignore = "prints figures for docs/BENCHMARKS.md"]
-#[allow(clippy::print_stdout, reason = "printing the figures is this test's job")]
+#[allow(
+    clippy::print_stdout,
+    reason = "printing the figures is this test's job"
+)]
 async fn delay_control_figures() {
     use std::time::Duration;
     println!("| link | bulk | seed | median off / on | max off / on | bulk KB/s off / on |");

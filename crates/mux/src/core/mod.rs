@@ -179,6 +179,8 @@ pub struct Core<A, T> {
     /// Whether, since the last [`Core::poll_path_delay`], a stream still had data ready
     /// after sending a frame (its bytes waited for the transport, not the application).
     data_waited: bool,
+    /// Control frames sent since the last stream frame (see `poll_transmit`).
+    control_run: u32,
 }
 
 impl<A, T> Core<A, T>
@@ -245,6 +247,7 @@ where
             delay: DelayTracker::default(),
             delay_reported: 0,
             data_waited: false,
+            control_run: 0,
         }
     }
 

@@ -1,9 +1,13 @@
-//! What goes out next: stateless control frames first, then SURB waiters given their
-//! turn, then the ready queue in round-robin order.
+//! What goes out next: stateless control frames first (at most four in a row while a
+//! stream waits), then SURB waiters given their turn, then the ready queue in priority
+//! and round-robin order.
 
 use lp_frame::ext::Reset;
 
 use super::*;
+
+/// Control frames that go out in a row while streams have frames waiting.
+const MAX_CONTROL_RUN: u32 = 4;
 
 impl<A, T> Core<A, T>
 where
@@ -19,8 +23,14 @@ where
         now: Instant,
         surb_stock: &dyn Fn(&T) -> Option<u32>,
     ) -> Option<Transmit<A, T>> {
-        if let Some(t) = self.control.pop_front() {
-            return Some(t);
+        // Control frames first, but at most `MAX_CONTROL_RUN` in a row while a stream
+        // waits: a peer that makes us answer (resets for unknown streams, refused opens)
+        // cannot hold our streams' frames back for long.
+        if self.control_run < MAX_CONTROL_RUN {
+            if let Some(t) = self.control.pop_front() {
+                self.control_run = self.control_run.saturating_add(1);
+                return Some(t);
+            }
         }
         if self.surb_turns.is_empty() && !self.surb_waiters.is_empty() {
             self.release_surb_waiters(surb_stock);
@@ -73,6 +83,7 @@ where
             }
             self.after(local, now);
             if let Some(f) = frame {
+                self.control_run = 0;
                 return Some(Transmit {
                     to,
                     payload: f.payload,
@@ -80,7 +91,10 @@ where
                 });
             }
         }
-        None
+        // No stream had anything: the rest of the control frames may go.
+        let t = self.control.pop_front()?;
+        self.control_run = self.control_run.saturating_add(1);
+        Some(t)
     }
 
     /// Gives SURB waiters their turn, oldest first, as far as each peer's stock above
