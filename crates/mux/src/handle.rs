@@ -283,14 +283,10 @@ struct Half<A, T> {
 impl<A: Key, T: Key> Half<A, T> {
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let mut inner = self.shared.lock();
-        let out = inner
-            .core
-            .read(now(), self.local, buf.initialize_unfilled());
+        // Straight into the caller's (possibly uninitialised) buffer: no zeroing.
+        let out = inner.core.read_buf(now(), self.local, buf);
         let res = match out {
-            Read::Data(n) => {
-                buf.advance(n);
-                Poll::Ready(Ok(()))
-            }
+            Read::Data(_) => Poll::Ready(Ok(())),
             Read::Eof => Poll::Ready(Ok(())),
             Read::Failed(e) => Poll::Ready(Err(e.into())),
             Read::Pending => match &inner.closed {

@@ -86,3 +86,35 @@ async fn instant_bulk_transfer_never_waits_for_a_timer() {
         "simulated time passed: {waited:?}"
     );
 }
+
+/// `poll_read` copies straight into the caller's buffer, uninitialised memory included:
+/// after reading 3,000 bytes into a 64 KiB `ReadBuf::uninit`, exactly those bytes are
+/// initialised (zeroing the rest first would cost a memset of the whole buffer per read).
+#[tokio::test(start_paused = true)]
+async fn a_read_into_uninitialised_memory_zeroes_nothing() {
+    use std::mem::MaybeUninit;
+    use tokio::io::{AsyncRead, ReadBuf};
+
+    let (_net, a, b) = pair(SimConfig::instant().with_seed(4), MuxConfig::default());
+    let mut listener = b.listener().unwrap();
+    let data = pattern(3_000, 9);
+    let mut s = a.open_stream(b.local_address(), None).unwrap();
+    s.write_all(&data).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut r = listener.accept().await.unwrap();
+    let mut storage = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
+    let mut buf = ReadBuf::uninit(&mut storage);
+    while buf.filled().len() < data.len() {
+        let before = buf.filled().len();
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut r).poll_read(cx, &mut buf))
+            .await
+            .unwrap();
+        assert!(buf.filled().len() > before, "EOF before all the data");
+    }
+    assert!(buf.filled() == &data[..]);
+    assert_eq!(
+        buf.initialized().len(),
+        data.len(),
+        "nothing beyond the data"
+    );
+}

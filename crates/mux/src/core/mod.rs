@@ -430,6 +430,19 @@ where
             .unwrap_or(Read::Eof)
     }
 
+    /// [`Core::read`] into any [`bytes::BufMut`], uninitialised memory included (a
+    /// tokio `ReadBuf`, a `Vec`'s spare capacity): the bytes are copied once and nothing
+    /// is zeroed first. `Read::Data(n)`: `buf` advanced by `n`.
+    pub fn read_buf<B: bytes::BufMut>(
+        &mut self,
+        now: Instant,
+        local: LocalId,
+        buf: &mut B,
+    ) -> Read {
+        self.with_stream(now, local, |s| s.read_into(buf))
+            .unwrap_or(Read::Eof)
+    }
+
     /// Reads one chunk as it arrived: `Ok(None)` is EOF, `Err(Read::Pending)` means wait.
     pub fn read_chunk(&mut self, now: Instant, local: LocalId) -> Result<Option<Bytes>, Read> {
         self.with_stream(now, local, |s| s.read_chunk())

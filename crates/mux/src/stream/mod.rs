@@ -7,6 +7,7 @@
 
 mod ack;
 mod liveness;
+mod pending;
 mod recv;
 mod send;
 mod settings;
@@ -106,7 +107,7 @@ pub(crate) struct StreamState<A, T> {
     deferred_reset: Option<u32>,
 
     // Send direction.
-    pending: BytesMut,
+    pending: pending::PendingBytes,
     pending_since: Option<Instant>,
     flush_requested: bool,
     nodelay: bool,
@@ -221,7 +222,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             teardown: Teardown::Live,
             pending_ctl: PendingControl::default(),
             deferred_reset: None,
-            pending: BytesMut::new(),
+            pending: pending::PendingBytes::default(),
             pending_since: None,
             flush_requested: false,
             nodelay: cfg.nodelay,

@@ -1,23 +1,34 @@
 //! The receive direction: inbound frames, reordering, reads, EOF and resets from the peer.
 
+use bytes::Buf;
+
 use super::*;
 
 impl<A: Copy, T: Copy> StreamState<A, T> {
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> Read {
+        let mut buf = buf;
+        self.read_into(&mut buf)
+    }
+
+    /// Copies what is readable into `buf` (at most its `remaining_mut`), the one copy
+    /// between the inbound message and the application. `buf` may be uninitialised
+    /// memory (a tokio `ReadBuf`): nothing is zeroed first.
+    pub(crate) fn read_into<B: BufMut>(&mut self, buf: &mut B) -> Read {
         if let RecvState::Reset { code, by_peer } = self.recv_state {
             return Read::Failed(self.error(Operation::Read, Failure::Reset { code, by_peer }));
         }
-        if buf.is_empty() {
+        let room = buf.remaining_mut();
+        if room == 0 {
             return Read::Data(0);
         }
         let mut n = 0;
-        while n < buf.len() {
+        while n < room {
             let Some(front) = self.recv_queue.front_mut() else {
                 break;
             };
-            let take = front.len().min(buf.len() - n);
-            buf[n..n + take].copy_from_slice(&front[..take]);
-            let _ = front.split_to(take);
+            let take = front.len().min(room - n);
+            buf.put_slice(&front[..take]);
+            front.advance(take);
             if front.is_empty() {
                 self.recv_queue.pop_front();
             }

@@ -43,7 +43,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             self.metrics.credit_stalls += 1;
             return Write::Blocked;
         }
-        self.pending.extend_from_slice(&data[..n]);
+        self.pending.push(&data[..n], self.frame_payload);
         self.last_data = now;
         if self.pending_since.is_none() {
             self.pending_since = Some(now);

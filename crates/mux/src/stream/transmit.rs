@@ -137,7 +137,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 0
             };
             let n = self.pending.len().min(self.frame_payload - ack_room);
-            let chunk = self.pending.split_to(n).freeze();
+            let chunk = self.pending.take(n);
             if self.pending.is_empty() {
                 self.pending_since = None;
                 self.flush_requested = false;
