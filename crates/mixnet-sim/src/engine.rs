@@ -263,6 +263,11 @@ impl DriverLag {
 }
 
 impl Engine {
+    /// Each client's sending pace (`None`: unlimited).
+    pub(crate) fn pacing_interval(&self) -> Option<Duration> {
+        self.pacing
+    }
+
     pub(crate) fn new(cfg: SimConfig) -> Self {
         Engine {
             pacing: cfg.pacing_interval(),

@@ -82,6 +82,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -357,6 +358,15 @@ impl SimClient {
         if let ClientInner::Local(c) = &mut self.inner {
             let id = c.id;
             c.shared.with(|e| e.set_queue_limit(id, packets));
+        }
+    }
+
+    /// The network's sending pace for this client, one packet per this interval: `None`
+    /// when sending is unlimited (the instant preset) or, for a hub client, not known here.
+    pub fn pacing_interval(&self) -> Option<Duration> {
+        match &self.inner {
+            ClientInner::Local(c) => c.shared.with(|e| e.pacing_interval()),
+            ClientInner::Remote(_) => None,
         }
     }
 

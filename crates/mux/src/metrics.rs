@@ -53,6 +53,59 @@ pub struct StreamMetrics {
     pub rto: Duration,
 }
 
+/// What a stream counts as it runs: [`StreamMetrics`] without the figures computed
+/// when they are read (round trips, timeout, window), so every stream does not carry
+/// 56 bytes it never updates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StreamCounters {
+    pub(crate) bytes_written: u64,
+    pub(crate) bytes_read: u64,
+    pub(crate) frames_sent: u64,
+    pub(crate) frames_received: u64,
+    pub(crate) retransmits: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) out_of_order: u64,
+    pub(crate) acks_sent: u64,
+    pub(crate) acks_received: u64,
+    pub(crate) forged_acks: u64,
+    pub(crate) surbs_attached: u64,
+    pub(crate) surb_requests_capped: u64,
+    pub(crate) surb_stalls: u64,
+    pub(crate) credit_stalls: u64,
+    pub(crate) frames_refused: u64,
+    pub(crate) surbs_available: Option<u32>,
+    pub(crate) pings_sent: u64,
+    pub(crate) send_window: u64,
+}
+
+impl StreamCounters {
+    /// The counters as [`StreamMetrics`]; the computed figures are left at their
+    /// defaults for the stream to fill in.
+    pub(crate) fn to_metrics(self) -> StreamMetrics {
+        StreamMetrics {
+            bytes_written: self.bytes_written,
+            bytes_read: self.bytes_read,
+            frames_sent: self.frames_sent,
+            frames_received: self.frames_received,
+            retransmits: self.retransmits,
+            duplicates: self.duplicates,
+            out_of_order: self.out_of_order,
+            acks_sent: self.acks_sent,
+            acks_received: self.acks_received,
+            forged_acks: self.forged_acks,
+            surbs_attached: self.surbs_attached,
+            surb_requests_capped: self.surb_requests_capped,
+            surb_stalls: self.surb_stalls,
+            credit_stalls: self.credit_stalls,
+            frames_refused: self.frames_refused,
+            surbs_available: self.surbs_available,
+            pings_sent: self.pings_sent,
+            send_window: self.send_window,
+            ..StreamMetrics::default()
+        }
+    }
+}
+
 /// Counters of the whole client (all streams and the router).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClientMetrics {

@@ -31,12 +31,14 @@ pub struct SimTransport {
 }
 
 impl SimTransport {
-    /// Wraps a connected simulator client, bounding its send queue at
-    /// [`SEND_QUEUE_PACKETS`] and its retransmissions of a packet at
+    /// Wraps a connected simulator client, bounding its send queue at the sending slots
+    /// of the default `send_queue_target` at the network's pace ([`SEND_QUEUE_PACKETS`]
+    /// at nym's 20 ms; no bound on an unpaced network) and its retransmissions of a packet at
     /// [`ANONYMOUS_MAX_RETRANSMISSIONS`](crate::ANONYMOUS_MAX_RETRANSMISSIONS), as the real
     /// adapter does (an in-process client; a hub client keeps the hub's settings).
     pub fn new(mut client: SimClient) -> Self {
-        client.set_send_queue_limit(Some(SEND_QUEUE_PACKETS));
+        let limit = queue_limit(&client, mux::DEFAULT_SEND_QUEUE_TARGET);
+        client.set_send_queue_limit(limit);
         client.set_max_retransmissions(Some(crate::ANONYMOUS_MAX_RETRANSMISSIONS));
         Self { client }
     }
@@ -45,6 +47,17 @@ impl SimTransport {
     pub fn client(&self) -> &SimClient {
         &self.client
     }
+}
+
+/// The send-queue bound that holds about `target` of queueing delay: the sending slots
+/// it takes at the network's own pace (at least 1). A network without pacing (the
+/// instant preset) sends everything at once and never builds a queue: no bound then,
+/// beyond the network's own (a 3-packet bound there only made the driver hand over three
+/// packets per wake-up: 10,000 streams moved 130 MiB/s instead of 469).
+fn queue_limit(client: &SimClient, target: std::time::Duration) -> Option<usize> {
+    let every = client.pacing_interval()?;
+    let slots = target.as_nanos().div_ceil(every.as_nanos().max(1)).max(1);
+    Some(usize::try_from(slots).unwrap_or(usize::MAX))
 }
 
 /// A simulator transport was asked to send to an address of another network.
@@ -97,9 +110,9 @@ impl Transport for SimTransport {
         Some(self.client.surbs_available(&mixnet_sim::SenderTag(tag.0)))
     }
 
-    /// The simulator shows its queue: bound it at the slots `target` takes.
+    /// The simulator shows its queue: bound it at the sending slots `target` takes.
     fn set_queue_target(&mut self, target: std::time::Duration) {
-        let packets = crate::pacer::burst_for(target) as usize;
-        self.client.set_send_queue_limit(Some(packets));
+        let limit = queue_limit(&self.client, target);
+        self.client.set_send_queue_limit(limit);
     }
 }

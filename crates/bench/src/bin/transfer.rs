@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     let (mib, streams) = match (arg(&args, "--mib", 16), arg(&args, "--streams", 1)) {
         (Ok(m), Ok(s)) if s > 0 => (m, s),
         (Err(e), _) | (_, Err(e)) => {
-            eprintln!("transfer: {e}\nusage: transfer [--mib N] [--streams S] [--real-clock]");
+            eprintln!("transfer: {e}\nusage: transfer [--mib N] [--streams S] [--per-stream BYTES] [--real-clock]");
             return ExitCode::from(2);
         }
         _ => {
@@ -39,7 +39,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let per_stream = (mib << 20) / streams;
+    let per_stream = match arg(&args, "--per-stream", 0) {
+        Ok(0) => (mib << 20) / streams,
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("transfer: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let real_clock = args.iter().any(|a| a == "--real-clock");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -30,7 +30,7 @@ use reorder::{InsertOutcome, ReorderBuffer, ReorderConfig, SendBuffer, SendConfi
 use crate::config::MuxConfig;
 use crate::core::{Read, Write};
 use crate::error::{Failure, Operation, Overrun, Reap, StreamError, Timeout};
-use crate::metrics::StreamMetrics;
+use crate::metrics::{StreamCounters, StreamMetrics};
 use crate::rtt::RttEstimator;
 use crate::segment::Segment;
 use crate::transport::Destination;
@@ -176,7 +176,7 @@ pub(crate) struct StreamState<A, T> {
     finished_at: Option<Instant>,
     pub(crate) last_activity: Instant,
     wakes: Wakes,
-    pub(crate) metrics: StreamMetrics,
+    pub(crate) metrics: StreamCounters,
     /// How much more credit the peer's connection window allows now; set by the core
     /// before each transmit, read when an ack is built.
     pub(crate) credit_room: u64,
@@ -263,7 +263,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             finished_at: None,
             last_activity: now,
             wakes: Wakes::default(),
-            metrics: StreamMetrics::default(),
+            metrics: StreamCounters::default(),
             credit_room: u64::MAX,
         };
         s.peer_max_data = s.initial_credit();
@@ -403,7 +403,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     }
 
     pub(crate) fn metrics(&self) -> StreamMetrics {
-        let mut m = self.metrics;
+        let mut m = self.metrics.to_metrics();
         m.srtt = self.rtt.srtt();
         m.min_rtt = self.rtt.min_rtt();
         m.rto = self.rtt.rto();
@@ -502,6 +502,6 @@ mod size_tests {
     #[test]
     fn stream_state_stays_small() {
         let size = std::mem::size_of::<StreamState<[u8; 32], [u8; 16]>>();
-        assert!(size <= 1112, "StreamState grew to {size} bytes");
+        assert!(size <= 1040, "StreamState grew to {size} bytes");
     }
 }
