@@ -3,7 +3,7 @@
 //!
 //! The bytes are copied once, on write, into chunks that never grow: a chunk is allocated
 //! with room for the write (at least a frame, at most [`MAX_CHUNK`]) and filled up before
-//! the next is allocated. A frame's payload is then split off the front chunk without
+//! the next is allocated; an emptied chunk is released at once. A frame's payload is then split off the front chunk without
 //! copying, and kept as it is for retransmission. Only a frame that straddles two chunks
 //! is copied again, at most one frame per chunk. (A single growing buffer reallocated and
 //! copied all its waiting bytes each time it doubled: with 100 busy streams that was
@@ -80,14 +80,11 @@ impl PendingBytes {
         out.freeze()
     }
 
-    /// Drops the front chunk once it is empty with no room left (a chunk that still
-    /// has room is the last one, which later writes fill).
+    /// Drops the front chunk once it is empty, room or not: a stream that wrote once
+    /// and went idle keeps no buffer (its frames keep the memory alive only until they
+    /// are acknowledged), and the next write allocates afresh.
     fn drop_spent_front(&mut self) {
-        if self
-            .chunks
-            .front()
-            .is_some_and(|c| c.is_empty() && (c.capacity() == 0 || self.chunks.len() > 1))
-        {
+        if self.chunks.front().is_some_and(BytesMut::is_empty) {
             self.chunks.pop_front();
         }
     }
@@ -178,11 +175,12 @@ mod tests {
         assert!(p.is_empty());
         assert_eq!(
             p.chunk_count(),
-            1,
-            "the full chunk is released; the last keeps its room for later writes"
+            0,
+            "emptied chunks are released, room or not"
         );
         p.push(&[9u8; 500], 1565);
-        assert_eq!(p.chunk_count(), 1, "a later write fills that room");
+        assert_eq!(p.chunk_count(), 1);
         assert_eq!(&p.take(500)[..], &[9u8; 500][..]);
+        assert_eq!(p.chunk_count(), 0, "an idle stream holds no buffer");
     }
 }

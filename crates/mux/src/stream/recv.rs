@@ -5,6 +5,8 @@ use bytes::Buf;
 use super::*;
 
 impl<A: Copy, T: Copy> StreamState<A, T> {
+    /// [`Self::read_into`] a slice (for the unit tests).
+    #[cfg(test)]
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> Read {
         let mut buf = buf;
         self.read_into(&mut buf)
