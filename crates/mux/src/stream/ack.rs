@@ -23,6 +23,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             tracing::debug!(cumulative = ack.cumulative, "ack for unsent data ignored");
             return;
         }
+        if self.send_buf.is_empty() && self.pending.is_empty() {
+            // Everything written is acknowledged: no spare chunk will be reused soon.
+            self.pending.release_spares();
+        }
         if let Some(sample) = out.rtt_sample {
             self.rtt.on_sample(sample);
             // The sample comes from a frame sent once: if it went out before the

@@ -92,7 +92,9 @@ pub(crate) struct StreamState<A, T> {
     fixed_surbs: Option<u32>,
     /// Settings every stream of the client shares (derived once from its `MuxConfig`).
     settings: Arc<StreamSettings>,
-    frame_payload: usize,
+    /// The most payload one frame carries (`frame_payload()`); a `u32` keeps the
+    /// stream 8 bytes smaller.
+    frame_payload_len: u32,
     legacy_limit: u64,
 
     // Lifecycle: one explicit state each (see `state`).
@@ -214,7 +216,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             peer_kind,
             fixed_surbs: None,
             settings: Arc::clone(settings),
-            frame_payload: cfg.frame_payload(),
+            frame_payload_len: u32::try_from(cfg.frame_payload()).unwrap_or(u32::MAX),
             legacy_limit,
             handshake: Handshake::Established,
             send_state: SendState::Open,
@@ -285,7 +287,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             PeerKind::Unknown
         };
         let mut s = Self::new(id, Destination::Address(to), kind, now, cfg, settings);
-        s.frame_payload = (s.frame_payload - crate::config::ANONYMOUS_EXTRA).max(64);
+        s.frame_payload_len = s
+            .frame_payload_len
+            .saturating_sub(crate::config::ANONYMOUS_EXTRA as u32)
+            .max(64);
         s.fixed_surbs = fixed_surbs;
         s.handshake = Handshake::Opening {
             sent_at: None,
@@ -400,6 +405,11 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         }
         self.stream_failure()
             .map(|f| self.error(Operation::Establish, f))
+    }
+
+    /// The most payload one frame of this stream carries.
+    pub(crate) fn frame_payload(&self) -> usize {
+        self.frame_payload_len as usize
     }
 
     pub(crate) fn metrics(&self) -> StreamMetrics {

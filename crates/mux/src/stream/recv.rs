@@ -289,7 +289,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
 
     pub(super) fn on_segment(&mut self, seq: Seq, seg: Segment, now: Instant, budget: usize) {
         let len = reorder::ByteLen::byte_len(&seg);
-        let slack = self.frame_payload;
+        let slack = self.frame_payload();
         if len > 0 && (len > budget || self.inbound_bytes() + len > self.recv_limit() + slack) {
             self.metrics.frames_refused += 1;
             if self.peer_kind == PeerKind::Legacy && self.handles.reads() {

@@ -43,7 +43,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             self.metrics.credit_stalls += 1;
             return Write::Blocked;
         }
-        self.pending.push(&data[..n], self.frame_payload);
+        self.pending.push(&data[..n], self.frame_payload());
         self.last_data = now;
         if self.pending_since.is_none() {
             self.pending_since = Some(now);
@@ -132,6 +132,9 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     pub(super) fn release_sent(&mut self) {
         let next = self.send_buf.next_seq();
         let _ = self.send_buf.on_ack(next, &[], self.last_activity);
+        if self.pending.is_empty() {
+            self.pending.release_spares();
+        }
     }
 
     pub(super) fn discard_all(&mut self) {
@@ -178,7 +181,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.pending.is_empty() || self.pending_ctl.open {
             return false;
         }
-        self.pending.len() >= self.frame_payload
+        self.pending.len() >= self.frame_payload()
             || self.nodelay
             || self.flush_requested
             || self.send_state.shut_down()

@@ -159,7 +159,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// Most SURBs the peer can usefully hold for this stream: one per frame of the
     /// receive window it may fill (frames of the largest payload) plus its ack reserve.
     pub(super) fn surb_ceiling(&self) -> u32 {
-        let frames = (self.settings.window as usize).div_ceil(self.frame_payload) as u32;
+        let frames = (self.settings.window as usize).div_ceil(self.frame_payload()) as u32;
         frames + ACK_SURB_RESERVE + self.settings.surb_target
     }
 
@@ -168,14 +168,14 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.is_outbound() {
             return 0;
         }
-        let bytes = self.pending.len() + self.retransmit_queue.len() * self.frame_payload;
+        let bytes = self.pending.len() + self.retransmit_queue.len() * self.frame_payload();
         // One receive window of frames (the ceiling the opener grants a stream) is what
         // the peer's link can carry back per round trip; streams of the same peer share
         // it, or a hundred streams would each ask for a window's worth the link cannot
         // use and the opener's uplink would fill with SURBs instead of its data.
         let peers = u32::from(self.peer_streams.max(1));
         let cap = (self.surb_ceiling() / peers).max(ACK_SURB_RESERVE);
-        let need = (bytes.div_ceil(self.frame_payload) as u32).min(cap) + ACK_SURB_RESERVE;
+        let need = (bytes.div_ceil(self.frame_payload()) as u32).min(cap) + ACK_SURB_RESERVE;
         // Where the network does not report the stock (the real Nym client), estimate
         // it: what we asked for last time, less the replies sent since (each used one).
         // Otherwise every request would ask for the whole need again.

@@ -737,3 +737,19 @@ fn a_stream_stays_while_a_handle_is_held_and_leaves_after_its_linger() {
     let linger = s.settings.linger;
     assert!(s.removable(now + linger));
 }
+
+/// Spare send chunks wait for reuse while data is unacknowledged, and go once the peer
+/// acknowledged everything: an idle stream holds no send memory.
+#[test]
+fn spare_send_chunks_go_once_everything_is_acknowledged() {
+    let now = Instant::now();
+    let mut s = opener_with_data_in_flight(now, b"abc");
+    assert_eq!(
+        s.pending.spare_count(),
+        1,
+        "the emptied chunk waits as a spare"
+    );
+    s.on_frame(&header(MessageType::Ack, 0), ack(1), now, usize::MAX);
+    assert_eq!(s.send_outstanding(), 0);
+    assert_eq!(s.pending.spare_count(), 0, "all acknowledged: released");
+}

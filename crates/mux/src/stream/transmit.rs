@@ -38,10 +38,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         // Every frame fits the packet it was sized for (retransmissions included), so
         // the packets and SURBs counted per frame are the ones spent.
         debug_assert!(
-            payload.len() <= lp_frame::HEADER_LEN + self.frame_payload,
+            payload.len() <= lp_frame::HEADER_LEN + self.frame_payload(),
             "frame of {} bytes exceeds the {}-byte frame size",
             payload.len(),
-            lp_frame::HEADER_LEN + self.frame_payload
+            lp_frame::HEADER_LEN + self.frame_payload()
         );
         self.metrics.frames_sent += 1;
         self.metrics.surbs_attached += u64::from(surbs);
@@ -136,7 +136,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             } else {
                 0
             };
-            let n = self.pending.len().min(self.frame_payload - ack_room);
+            let n = self.pending.len().min(self.frame_payload() - ack_room);
             let chunk = self.pending.take(n);
             if self.pending.is_empty() {
                 self.pending_since = None;
@@ -204,7 +204,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         // spilling into a second Sphinx packet.
         let piggyback = self.extended()
             && self.ack_due.pending()
-            && body_len + self.ack_max_len() <= self.frame_payload;
+            && body_len + self.ack_max_len() <= self.frame_payload();
         let ack = piggyback.then(|| self.build_ack(stock, now));
         let ack_len = ack.as_ref().map_or(0, Ack::encoded_len);
         let mut hdr = self.header(t, seq.get());
