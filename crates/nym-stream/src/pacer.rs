@@ -54,10 +54,11 @@ pub struct PacketPacer {
     nominal: Duration,
     /// When `adapt` last changed the pace.
     adapted_at: Option<Instant>,
-    /// Whether a sender waited on the pacer since `adapt` last looked: only then is our
-    /// own sending the likely cause of queueing (an application-limited sender, or one
-    /// whose round trips are long because of the peer's queue, must not slow down).
-    limited: bool,
+    /// Whether the network client's input channel was full since `adapt` last looked
+    /// ([`PacketPacer::note_client_full`]): the client takes less than we hand it, so our
+    /// own sending may be what queues (a sender whose round trips are long because of the
+    /// peer's queue never fills it).
+    client_full: bool,
     burst: f64,
     /// Packets that may go now; negative is the debt of the last message.
     tokens: f64,
@@ -75,7 +76,7 @@ impl PacketPacer {
             interval,
             nominal: interval,
             adapted_at: None,
-            limited: false,
+            client_full: false,
             burst,
             tokens: burst,
             last: Instant::now(),
@@ -141,7 +142,7 @@ impl PacketPacer {
         {
             return;
         }
-        let client_full = std::mem::take(&mut self.limited);
+        let client_full = std::mem::take(&mut self.client_full);
         let slowest = self.nominal.saturating_mul(MAX_SLOWDOWN);
         let next = if queueing > target && client_full && data_waited {
             let excess = (queueing - target).as_secs_f64() / target.as_secs_f64().max(1e-3);
@@ -196,7 +197,7 @@ impl PacketPacer {
     /// Notes that a sender waited for the network client itself (its input channel was
     /// full): our own sending outpaces the client, just as when it waits on the pacer.
     pub fn note_client_full(&mut self) {
-        self.limited = true;
+        self.client_full = true;
     }
 
     /// Takes a message of `packets` packets from the bucket.
