@@ -886,5 +886,9 @@ fn answers_to_a_flood_do_not_hold_a_streams_data_back() {
     assert_eq!(first_data, Some(4), "{kinds:?}");
     let resets = kinds.iter().filter(|k| **k == MessageType::Reset).count();
     assert_eq!(resets, 16, "{kinds:?}");
-    assert!(kinds.iter().filter(|k| **k == MessageType::Data).count() >= 19);
+    // Every full frame of the write went (the rest waits for the coalescing timer).
+    assert!(
+        kinds.iter().filter(|k| **k == MessageType::Data).count() >= 30_000 / 1585,
+        "{kinds:?}"
+    );
 }

@@ -39,6 +39,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         let framed_end = self.send_offset + self.pending.len() as u64;
         let credit = self.peer_max_data.saturating_sub(framed_end);
         let n = (data.len() as u64).min(room).min(credit) as usize;
+        let n = n.min(self.pending.room());
         if n == 0 {
             self.metrics.credit_stalls += 1;
             return Write::Blocked;

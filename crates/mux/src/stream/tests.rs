@@ -745,11 +745,74 @@ fn spare_send_chunks_go_once_everything_is_acknowledged() {
     let now = Instant::now();
     let mut s = opener_with_data_in_flight(now, b"abc");
     assert_eq!(
-        s.pending.spare_count(),
+        s.pending.slot_count(),
         1,
-        "the emptied chunk waits as a spare"
+        "the rest of the chunk waits for the next write"
     );
     s.on_frame(&header(MessageType::Ack, 0), ack(1), now, usize::MAX);
     assert_eq!(s.send_outstanding(), 0);
     assert_eq!(s.pending.spare_count(), 0, "all acknowledged: released");
+    assert_eq!(s.pending.slot_count(), 0, "and the chunk's rest with them");
+}
+
+/// One copy on the send path. The frames a write becomes are the memory the write copied
+/// the bytes into, header in front of each payload: the frame sent, the payload kept for
+/// retransmission and the next frame all lie in one chunk, one after the other. A frame
+/// cut short for a piggybacked ack is no exception. (An encoder that copies each payload
+/// into a new buffer puts frames anywhere on the heap and fails this.)
+#[test]
+fn a_written_byte_is_copied_once_on_its_way_to_the_transport() {
+    let now = Instant::now();
+    let mut s = opener_established(now);
+    // The peer sent data: an ack is pending and rides on the first data frame.
+    s.on_frame(
+        &header(MessageType::Data, 0),
+        Bytes::from_static(b"hi"),
+        now,
+        usize::MAX,
+    );
+    let data: Vec<u8> = (0..16 * 1024).map(|i| (i % 251) as u8).collect();
+    assert_eq!(s.write(&data, now), Write::Accepted(data.len()));
+    s.flush();
+    let mut frames = Vec::new();
+    while let Some(f) = s.poll_transmit(now, None) {
+        if kind(&f) == MessageType::Data {
+            frames.push(f.payload);
+        }
+    }
+    let slot = super::pending::HEADROOM + s.frame_payload();
+    assert!(frames.len() >= 10, "{} frames", frames.len());
+    let mut sent = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let parsed = lp_frame::OwnedStreamFrame::parse(f.clone()).expect("a valid frame");
+        let with_ack = parsed.header.reserved & ext::FLAG_ACK != 0;
+        assert_eq!(with_ack, i == 0, "the ack rides on the first frame only");
+        let payload_at = f.len() - parsed.payload.len();
+        let body = if with_ack {
+            let (ack, used) = Ack::parse(&parsed.payload).expect("the ack");
+            assert!(ack.cumulative >= 1);
+            parsed.payload[used..].to_vec()
+        } else {
+            parsed.payload.to_vec()
+        };
+        sent.extend_from_slice(&body);
+        // The payload kept for retransmission is the frame's own memory.
+        let Some(Segment::Data(kept)) = s.send_buf.get(Seq::new(i as u32)) else {
+            panic!("frame {i} is held for retransmission");
+        };
+        assert_eq!(
+            kept.as_ptr() as usize,
+            f.as_ptr() as usize + f.len() - kept.len(),
+            "frame {i}: the kept payload is the tail of the frame sent"
+        );
+        assert!(payload_at >= lp_frame::HEADER_LEN);
+        if i > 0 {
+            let gap = f.as_ptr() as usize - frames[i - 1].as_ptr() as usize;
+            assert!(
+                gap > 0 && gap <= slot,
+                "frame {i} starts {gap} bytes after the one before, not within its slot"
+            );
+        }
+    }
+    assert_eq!(sent, data);
 }

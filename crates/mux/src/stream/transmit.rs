@@ -131,23 +131,33 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             return Some(self.finish(frame, surbs));
         }
         if self.data_sendable(now) {
-            let ack_room = if self.extended() && self.ack_due.pending() {
-                self.ack_max_len()
+            // A pending ack rides along when it fits beside some data; the data is cut
+            // to leave it room.
+            let piggyback = self.extended()
+                && self.ack_due.pending()
+                && self.ack_max_len() < self.frame_payload();
+            let ack_len = if piggyback {
+                Ack::new(0, 0, 0).encoded_len()
+                    + 8 * self.reorder.sack_ranges(ext::MAX_SACK_BLOCKS).len()
             } else {
                 0
             };
-            let n = self.pending.len().min(self.frame_payload() - ack_room);
-            let chunk = self.pending.take(n);
+            let n = self.pending.len().min(self.frame_payload() - ack_len);
+            let slot = self.pending.take(n, lp_frame::HEADER_LEN + ack_len);
             if self.pending.is_empty() {
                 self.pending_since = None;
                 self.flush_requested = false;
             } else if !self.flush_requested {
                 self.pending_since = Some(now);
             }
-            self.send_offset += n as u64;
-            let seg = Segment::Data(chunk);
-            let seq = self.send_buf.push(seg.clone(), now);
-            let frame = self.encode_segment(seq, &seg, stock, now);
+            // Built once the data left the buffer: the SURB request counts what is left.
+            let ack = piggyback.then(|| self.build_ack(stock, now));
+            debug_assert_eq!(ack.as_ref().map_or(0, Ack::encoded_len), ack_len);
+            let seq = self.send_buf.next_seq();
+            let (frame, body) = self.encode_data_in_place(slot, seq, ack.as_ref());
+            self.send_offset += body.len() as u64;
+            let pushed = self.send_buf.push(Segment::Data(body), now);
+            debug_assert_eq!(pushed, seq, "the frame carries the sequence number it got");
             if !self.reliable() {
                 // Nothing waits for an ack: the room is free now, so a writer blocked
                 // on the send buffer must hear it (a reference peer never acks).
@@ -181,6 +191,33 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             return self.poll_ack(now, stock);
         }
         None
+    }
+
+    /// Encodes a first transmission of data where the coalescing buffer keeps it: the
+    /// header (and `ack`) go into the room right in front of the payload, so the frame is
+    /// that same memory and nothing is copied. Returns the frame and its payload (kept
+    /// for retransmission).
+    fn encode_data_in_place(
+        &mut self,
+        taken: super::pending::Taken,
+        seq: Seq,
+        ack: Option<&Ack>,
+    ) -> (Bytes, Bytes) {
+        let super::pending::Taken { mut buf, room } = taken;
+        let mut hdr = self.header(MessageType::Data, seq.get());
+        if ack.is_some() {
+            hdr = hdr.with_reserved(ext::FLAG_ACK);
+        }
+        let head_len = lp_frame::HEADER_LEN + ack.map_or(0, Ack::encoded_len);
+        // `take` leaves at least the room it was asked for.
+        let start = room.saturating_sub(head_len);
+        let mut head = &mut buf[start..room];
+        head.put_slice(&hdr.to_bytes());
+        if let Some(a) = ack {
+            a.encode(&mut head);
+        }
+        let all = buf.freeze();
+        (all.slice(start..), all.slice(room..))
     }
 
     /// Encodes a Data or Close frame, piggybacking a pending ack when both sides
