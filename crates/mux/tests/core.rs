@@ -1067,3 +1067,45 @@ fn the_delay_signal_says_whether_our_data_waited() {
         "{m:?}"
     );
 }
+
+/// Zero copies on the receive path up to `recv()`: every chunk a reader gets is a view of
+/// the message the transport delivered, however the frames arrived (here shuffled, so
+/// most wait in the reorder buffer first). A receive path that copies payloads out of the
+/// inbound message hands out chunks elsewhere on the heap and fails this.
+#[test]
+fn recv_hands_out_views_of_the_delivered_messages() {
+    let mut w = Wire::default_pair();
+    let (la, lb) = w.open_pair();
+    let data = pattern(40_000, 9);
+    w.write_all(A, la, &data);
+    let now = w.now;
+    let mut delivered = Vec::new();
+    while let Some(tx) = w.a.poll_transmit(now, &|_| None) {
+        delivered.push(tx.payload);
+    }
+    assert!(delivered.len() >= 20, "{} frames", delivered.len());
+    delivered.shuffle(&mut ChaCha8Rng::seed_from_u64(3));
+    for payload in &delivered {
+        w.b.handle_inbound(
+            now,
+            mux::Inbound {
+                payload: payload.clone(),
+                sender_tag: Some(common::wire::tag_of(A)),
+            },
+        );
+    }
+    let mut got = Vec::new();
+    while let Ok(Some(chunk)) = w.b.read_chunk(now, lb) {
+        let start = chunk.as_ptr() as usize;
+        assert!(
+            delivered.iter().any(|m| {
+                let m0 = m.as_ptr() as usize;
+                start >= m0 && start + chunk.len() <= m0 + m.len()
+            }),
+            "a {}-byte chunk is not a view of any delivered message",
+            chunk.len()
+        );
+        got.extend_from_slice(&chunk);
+    }
+    assert_eq!(got, data);
+}
