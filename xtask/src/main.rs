@@ -4,6 +4,8 @@
 //! without arguments for the list of subcommands.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod goals;
+
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -229,6 +231,8 @@ fn bench(args: &[String]) -> Result<(), String> {
         machine(),
         if args.is_empty() { String::new() } else { format!(" {}", args.join(" ")) },
     ));
+    let mut body = String::new();
+    let mut outputs: Vec<(&str, String)> = Vec::new();
     for b in SIDE_BY_SIDE {
         println!("==> bench {b}");
         let out = capture(
@@ -236,18 +240,43 @@ fn bench(args: &[String]) -> Result<(), String> {
             &["bench", "-q", "-p", "nym-stream-bench", "--bench", b],
         )?;
         print!("{out}");
-        report.push_str(&format!("## {b}\n\n"));
+        body.push_str(&format!("## {b}\n\n"));
         match *b {
-            "codec" => report.push_str(&codec_table(&parse_divan(&out))),
-            "throughput" => report.push_str(&throughput_table(&parse_divan(&out))),
-            _ => report.push_str(&out),
+            "codec" => body.push_str(&codec_table(&parse_divan(&out))),
+            "throughput" => body.push_str(&throughput_table(&parse_divan(&out))),
+            _ => body.push_str(&out),
         }
-        report.push('\n');
+        body.push('\n');
+        outputs.push((b, out));
     }
-    if args.iter().any(|a| a == "--callgrind") {
-        report.push_str("## callgrind\n\n");
-        report.push_str(&callgrind()?);
-    }
+    let callgrind_figures = if args.iter().any(|a| a == "--callgrind") {
+        let (table, figures) = callgrind()?;
+        body.push_str("## callgrind\n\n");
+        body.push_str(&table);
+        Some(figures)
+    } else {
+        None
+    };
+    let output = |name: &str| {
+        outputs
+            .iter()
+            .find(|(b, _)| *b == name)
+            .map_or("", |(_, o)| o.as_str())
+    };
+    let throughput = parse_divan(output("throughput"));
+    let median = |name: &str| find(&throughput, name).map(|r| r.median_ns);
+    report.push_str("## Goals of the data path (issue 16), from this run\n\n");
+    report.push_str(&goals::table(&goals::Figures {
+        loopback_ns: median("mux_loopback"),
+        instant_ns: median("mux_instant"),
+        yamux_ns: median("yamux_duplex"),
+        throughput_bytes: (256u64 << 20) as f64,
+        streams: output("streams"),
+        goodput: output("goodput"),
+        callgrind: callgrind_figures.as_deref(),
+    }));
+    report.push('\n');
+    report.push_str(&body);
     let path = root().join("target").join("bench-report.md");
     std::fs::write(&path, &report).map_err(|e| format!("writing {}: {e}", path.display()))?;
     println!("\n{report}\nreport written to {}", path.display());
@@ -441,7 +470,7 @@ fn throughput_table(rows: &[DivanRow]) -> String {
          | transport | median time | median throughput | mux / this (time ratio) |\n|---|---|---|---|\n",
     );
     let mux = find(rows, "mux_instant");
-    for name in ["mux_instant", "yamux_duplex", "raw_duplex"] {
+    for name in ["mux_loopback", "mux_instant", "yamux_duplex", "raw_duplex"] {
         let Some(r) = find(rows, name) else {
             t.push_str(&format!("| {name} | (missing from divan output) | | |\n"));
             continue;
@@ -458,9 +487,10 @@ fn throughput_table(rows: &[DivanRow]) -> String {
     t
 }
 
-/// Instructions per MiB for 1 and 100 streams: callgrind runs of the `transfer` binary at
-/// two sizes; the difference divided by the extra MiB cancels start-up and set-up costs.
-fn callgrind() -> Result<String, String> {
+/// Instructions per MiB for 1 and 100 streams, over the instant simulator and over the
+/// zero-cost loopback transport: callgrind runs of the `transfer` binary at two sizes; the
+/// difference divided by the extra MiB cancels start-up and set-up costs.
+fn callgrind() -> Result<(String, Vec<goals::CallgrindFigure>), String> {
     let cargo = cargo();
     run(
         "build transfer",
@@ -478,20 +508,25 @@ fn callgrind() -> Result<String, String> {
     let exe = exe.to_str().ok_or("non-UTF-8 target path")?.to_string();
     let (small, large) = (8u64, 24u64);
     let mut t = String::from(
-        "`valgrind --tool=callgrind` on `target/release/transfer` (instant preset, 64 KiB writes); \
-         instructions per MiB = (Ir at 24 MiB − Ir at 8 MiB) / 16.\n\n\
-         | streams | Ir at 8 MiB | Ir at 24 MiB | instructions per MiB |\n|---|---|---|---|\n",
+        "`valgrind --tool=callgrind` on `target/release/transfer` (64 KiB writes, paused clock; \
+         `--loopback` for the loopback rows); instructions per MiB = (Ir at 24 MiB − Ir at 8 MiB) / 16.\n\n\
+         | network | streams | Ir at 8 MiB | Ir at 24 MiB | instructions per MiB |\n|---|---|---|---|---|\n",
     );
-    for streams in [1u64, 100] {
-        let mut ir = Vec::new();
-        for mib in [small, large] {
-            let out_file = std::env::temp_dir().join(format!("callgrind.nym-{streams}-{mib}.out"));
-            let out_arg = format!("--callgrind-out-file={}", out_file.display());
-            let (m, s) = (mib.to_string(), streams.to_string());
-            run(
-                &format!("callgrind {streams} stream(s) {mib} MiB"),
-                "valgrind",
-                &[
+    let mut figures = Vec::new();
+    for loopback in [false, true] {
+        let network = if loopback {
+            "loopback"
+        } else {
+            "instant simulator"
+        };
+        for streams in [1u64, 100] {
+            let mut ir = Vec::new();
+            for mib in [small, large] {
+                let out_file = std::env::temp_dir()
+                    .join(format!("callgrind.nym-{network}-{streams}-{mib}.out"));
+                let out_arg = format!("--callgrind-out-file={}", out_file.display());
+                let (m, s) = (mib.to_string(), streams.to_string());
+                let mut argv = vec![
                     "--tool=callgrind",
                     &out_arg,
                     &exe,
@@ -499,27 +534,40 @@ fn callgrind() -> Result<String, String> {
                     &m,
                     "--streams",
                     &s,
-                ],
-            )?;
-            let text = std::fs::read_to_string(&out_file)
-                .map_err(|e| format!("reading {}: {e}", out_file.display()))?;
-            let total = text
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix("summary:")
-                        .or_else(|| l.strip_prefix("totals:"))
-                })
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                .ok_or_else(|| format!("no summary/totals line in {}", out_file.display()))?;
-            ir.push(total);
+                ];
+                if loopback {
+                    argv.push("--loopback");
+                }
+                run(
+                    &format!("callgrind {network}, {streams} stream(s), {mib} MiB"),
+                    "valgrind",
+                    &argv,
+                )?;
+                let text = std::fs::read_to_string(&out_file)
+                    .map_err(|e| format!("reading {}: {e}", out_file.display()))?;
+                let total = text
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("summary:")
+                            .or_else(|| l.strip_prefix("totals:"))
+                    })
+                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                    .ok_or_else(|| format!("no summary/totals line in {}", out_file.display()))?;
+                ir.push(total);
+            }
+            let per_mib = ir[1].saturating_sub(ir[0]) / (large - small);
+            t.push_str(&format!(
+                "| {network} | {streams} | {} | {} | {per_mib} |\n",
+                ir[0], ir[1]
+            ));
+            figures.push(goals::CallgrindFigure {
+                loopback,
+                streams,
+                per_mib,
+            });
         }
-        let per_mib = ir[1].saturating_sub(ir[0]) / (large - small);
-        t.push_str(&format!(
-            "| {streams} | {} | {} | {per_mib} |\n",
-            ir[0], ir[1]
-        ));
     }
-    Ok(t)
+    Ok((t, figures))
 }
 
 fn fuzz(args: &[String]) -> Result<(), String> {

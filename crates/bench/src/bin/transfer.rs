@@ -1,8 +1,9 @@
 //! A small transfer program for CPU-cost measurement under `valgrind --tool=callgrind`
 //! (`cargo xtask bench --callgrind` runs it): moves `--mib N` MiB in total, split evenly
 //! over `--streams S` streams, opener to listener, on `SimConfig::instant()`, with 64 KiB
-//! writes and reads, on a current-thread tokio runtime. Exits non-zero when fewer bytes
-//! arrive than were sent.
+//! writes and reads, on a current-thread tokio runtime. With `--loopback` the network is
+//! [`nym_stream_bench::Loopback`] instead, so only the stream layer's own instructions are
+//! counted. Exits non-zero when fewer bytes arrive than were sent.
 //!
 //! The runtime's clock is paused (time moves only when every task waits on a timer), so
 //! the instructions counted are the work of the transfer itself. On the real clock
@@ -13,7 +14,7 @@
 
 use std::process::ExitCode;
 
-use nym_stream_bench::mux_transfer;
+use nym_stream_bench::{mux_loopback_transfer, mux_transfer};
 
 fn arg(args: &[String], name: &str, default: usize) -> Result<usize, String> {
     match args.iter().position(|a| a == name) {
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
     let (mib, streams) = match (arg(&args, "--mib", 16), arg(&args, "--streams", 1)) {
         (Ok(m), Ok(s)) if s > 0 => (m, s),
         (Err(e), _) | (_, Err(e)) => {
-            eprintln!("transfer: {e}\nusage: transfer [--mib N] [--streams S] [--per-stream BYTES] [--real-clock]");
+            eprintln!("transfer: {e}\nusage: transfer [--mib N] [--streams S] [--per-stream BYTES] [--real-clock] [--loopback]");
             return ExitCode::from(2);
         }
         _ => {
@@ -53,7 +54,12 @@ fn main() -> ExitCode {
         .start_paused(!real_clock)
         .build()
         .expect("a current-thread runtime");
-    let got = rt.block_on(mux_transfer(streams, per_stream, 64 * 1024));
+    let loopback = args.iter().any(|a| a == "--loopback");
+    let got = if loopback {
+        rt.block_on(mux_loopback_transfer(streams, per_stream, 64 * 1024))
+    } else {
+        rt.block_on(mux_transfer(streams, per_stream, 64 * 1024))
+    };
     if got != per_stream * streams {
         eprintln!(
             "transfer: {got} bytes arrived, {} were sent",
