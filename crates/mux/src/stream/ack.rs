@@ -134,6 +134,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             });
         }
         self.advertised_max = max_data;
+        self.last_grant = u32::try_from(max_data.saturating_sub(self.consumed)).unwrap_or(u32::MAX);
         self.ack_due = AckDue::Nothing;
         self.frames_since_ack = 0;
         self.metrics.acks_sent += 1;

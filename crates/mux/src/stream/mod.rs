@@ -95,7 +95,9 @@ pub(crate) struct StreamState<A, T> {
     /// The most payload one frame carries (`frame_payload()`); a `u32` keeps the
     /// stream 8 bytes smaller.
     frame_payload_len: u32,
-    legacy_limit: u64,
+    /// Out-of-order bytes a reference peer may make us hold (a `u32`: it is bounded by
+    /// `legacy_receive_buffer` and the receive window, both `u32`).
+    legacy_limit: u32,
 
     // Lifecycle: one explicit state each (see `state`).
     handshake: Handshake,
@@ -135,6 +137,9 @@ pub(crate) struct StreamState<A, T> {
     recv_offset: u64,
     ack_due: AckDue,
     frames_since_ack: u32,
+    /// The credit our last ack left the peer (`advertised_max − consumed` then), or
+    /// `u32::MAX` before our first: a window update is owed once half of it was read.
+    last_grant: u32,
 
     // Surb policy, opener side: SURBs the replier asked for and not sent yet, SURBs
     // sent, and frames received (each consumed at least one SURB at the replier).
@@ -217,7 +222,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             fixed_surbs: None,
             settings: Arc::clone(settings),
             frame_payload_len: u32::try_from(cfg.frame_payload()).unwrap_or(u32::MAX),
-            legacy_limit,
+            legacy_limit: u32::try_from(legacy_limit).unwrap_or(u32::MAX),
             handshake: Handshake::Established,
             send_state: SendState::Open,
             recv_state: RecvState::Receiving,
@@ -242,6 +247,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             recv_offset: 0,
             ack_due: AckDue::Nothing,
             frames_since_ack: 0,
+            last_grant: u32::MAX,
             surbs_owed: 0,
             surbs_sent: 0,
             replies_seen: 0,
@@ -347,7 +353,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             return buffered;
         }
         let promised = if self.peer_kind == PeerKind::Legacy {
-            self.legacy_limit
+            u64::from(self.legacy_limit)
         } else {
             self.advertised_max.saturating_sub(self.consumed)
         };

@@ -76,10 +76,15 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         self.recv_queued -= n;
         self.consumed += n as u64;
         self.metrics.bytes_read += n as u64;
-        // Reopen the window once half of it was read since the last advertisement.
+        // Reopen the window once half of it was read since the last advertisement, and
+        // half of what the last ack granted: where the peer's connection window capped
+        // that grant (many streams share it), the full window is never reached, and
+        // the first rule alone would ask for an ack after every read.
         let new_max = self.consumed + self.settings.window;
+        let left = self.advertised_max.saturating_sub(self.consumed);
         if self.extended()
             && new_max.saturating_sub(self.advertised_max) >= self.settings.window / 2
+            && left <= u64::from(self.last_grant / 2)
         {
             self.ack_due = AckDue::Now;
         }
@@ -268,7 +273,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         // window still allows beyond that (a stream that outgrows it fails cleanly
         // with InvalidData rather than breaking the window).
         let allowed = INITIAL_CREDIT.saturating_add(self.credit_room);
-        self.legacy_limit = self.legacy_limit.min(allowed);
+        self.legacy_limit =
+            u32::try_from(u64::from(self.legacy_limit).min(allowed)).unwrap_or(u32::MAX);
         self.release_sent();
         self.retransmit_queue.clear();
         self.peer_max_data = u64::MAX;
