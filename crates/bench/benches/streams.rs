@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use mixnet_sim::SimConfig;
 use mux::MuxConfig;
-use nym_stream_bench::{mux_transfer_with, rss, scaled, Pair};
+use nym_stream_bench::{many_streams_config, mux_transfer_with, rss, scaled, Pair};
 
 const CHILD_ENV: &str = "NYM_STREAM_BENCH_STREAMS_CHILD";
 const CHUNK: usize = 16 * 1024;
@@ -32,19 +32,7 @@ fn per_stream() -> usize {
 }
 
 fn config() -> MuxConfig {
-    // The defaults cap peer-opened streams at 4096 (1024 per peer), and promise every
-    // stream 64 KiB of credit within a 64 MiB budget (16 MiB per peer); this benchmark
-    // opens 10,000 streams to one peer, so it raises those limits (credit is a promise,
-    // not an allocation: memory is what it measures).
-    let promised = (streams() as u64 + 16) * mux::INITIAL_CREDIT;
-    MuxConfig::default()
-        .with_max_inbound_streams(streams() + 16)
-        .with_max_streams_per_peer(streams() + 16)
-        .with_max_backlog_per_peer(streams() + 16)
-        .with_accept_backlog(streams() + 16)
-        .with_peer_receive_window(promised * 2)
-        .with_inbound_budget(promised as usize * 4)
-        .with_id_seed(Some(1))
+    many_streams_config(streams())
 }
 
 fn main() -> ExitCode {

@@ -117,6 +117,22 @@ pub async fn mux_transfer(streams: usize, total_per_stream: usize, chunk: usize)
     mux_transfer_with(MuxConfig::default(), streams, total_per_stream, chunk).await
 }
 
+/// The default configuration with the limits raised for `streams` concurrent streams to
+/// one peer. The defaults cap peer-opened streams at 4096 (1024 per peer) and promise
+/// every stream 64 KiB of credit within a 64 MiB budget (16 MiB per peer); credit is a
+/// promise, not an allocation, so a many-streams benchmark raises those limits.
+pub fn many_streams_config(streams: usize) -> MuxConfig {
+    let promised = (streams as u64 + 16) * mux::INITIAL_CREDIT;
+    MuxConfig::default()
+        .with_max_inbound_streams(streams + 16)
+        .with_max_streams_per_peer(streams + 16)
+        .with_max_backlog_per_peer(streams + 16)
+        .with_accept_backlog(streams + 16)
+        .with_peer_receive_window(promised * 2)
+        .with_inbound_budget(promised as usize * 4)
+        .with_id_seed(Some(1))
+}
+
 /// [`mux_transfer`] with a given configuration on both ends.
 pub async fn mux_transfer_with(
     cfg: MuxConfig,

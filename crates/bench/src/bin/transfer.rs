@@ -3,7 +3,9 @@
 //! over `--streams S` streams, opener to listener, on `SimConfig::instant()`, with 64 KiB
 //! writes and reads, on a current-thread tokio runtime. With `--loopback` the network is
 //! [`nym_stream_bench::Loopback`] instead, so only the stream layer's own instructions are
-//! counted. Exits non-zero when fewer bytes arrive than were sent.
+//! counted. `--many` raises the per-peer limits as the many-streams benchmark does (and
+//! writes 16 KiB at a time, as it does). Exits non-zero when fewer bytes arrive than were
+//! sent.
 //!
 //! The runtime's clock is paused (time moves only when every task waits on a timer), so
 //! the instructions counted are the work of the transfer itself. On the real clock
@@ -14,7 +16,7 @@
 
 use std::process::ExitCode;
 
-use nym_stream_bench::{mux_loopback_transfer, mux_transfer};
+use nym_stream_bench::{many_streams_config, mux_loopback_transfer, mux_transfer, mux_transfer_with};
 
 fn arg(args: &[String], name: &str, default: usize) -> Result<usize, String> {
     match args.iter().position(|a| a == name) {
@@ -32,7 +34,7 @@ fn main() -> ExitCode {
     let (mib, streams) = match (arg(&args, "--mib", 16), arg(&args, "--streams", 1)) {
         (Ok(m), Ok(s)) if s > 0 => (m, s),
         (Err(e), _) | (_, Err(e)) => {
-            eprintln!("transfer: {e}\nusage: transfer [--mib N] [--streams S] [--per-stream BYTES] [--real-clock] [--loopback]");
+            eprintln!("transfer: {e}\nusage: transfer [--mib N] [--streams S] [--per-stream BYTES] [--real-clock] [--loopback] [--many]");
             return ExitCode::from(2);
         }
         _ => {
@@ -55,8 +57,12 @@ fn main() -> ExitCode {
         .build()
         .expect("a current-thread runtime");
     let loopback = args.iter().any(|a| a == "--loopback");
+    let many = args.iter().any(|a| a == "--many");
     let got = if loopback {
         rt.block_on(mux_loopback_transfer(streams, per_stream, 64 * 1024))
+    } else if many {
+        let cfg = many_streams_config(streams);
+        rt.block_on(mux_transfer_with(cfg, streams, per_stream, 16 * 1024))
     } else {
         rt.block_on(mux_transfer(streams, per_stream, 64 * 1024))
     };
