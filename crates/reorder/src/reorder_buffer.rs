@@ -75,12 +75,17 @@ impl InsertOutcome {
 ///
 /// Items live in an ordered map keyed by position, so memory is proportional to the items held,
 /// not to the distance between them. `insert` and `pop` are `O(log n)` (amortized),
-/// `sack_ranges` is `O(n)` in the worst case.
+/// `sack_ranges` is `O(n)` in the worst case. The in-order item at the head, when nothing is
+/// held beyond it (the common case), waits outside the map: in-order traffic never allocates
+/// a map node.
 #[derive(Debug)]
 pub struct ReorderBuffer<T> {
     config: ReorderConfig,
     /// Held items keyed by absolute position: the seq that was `start` has position 0.
     items: BTreeMap<u64, T>,
+    /// The item at `next_pos`, when it arrived while that position was free: kept out of
+    /// `items` (never also in it), so an in-order item costs no map insert and remove.
+    head: Option<T>,
     /// Seq of the next item `pop` returns.
     next_expected: Seq,
     /// Absolute position of `next_expected`.
@@ -99,6 +104,7 @@ impl<T: ByteLen> ReorderBuffer<T> {
         ReorderBuffer {
             config,
             items: BTreeMap::new(),
+            head: None,
             next_expected: start,
             next_pos: 0,
             cum_pos: 0,
@@ -132,11 +138,16 @@ impl<T: ByteLen> ReorderBuffer<T> {
             self.config.max_items.saturating_sub(1)
         };
         let bytes_after = self.bytes.saturating_add(item.byte_len());
-        if self.items.len() >= item_limit || bytes_after > self.config.max_bytes {
+        if self.len() >= item_limit || bytes_after > self.config.max_bytes {
             return InsertOutcome::OverCapacity;
         }
         self.bytes = bytes_after;
-        self.items.insert(pos, item);
+        if pos == self.next_pos && self.head.is_none() {
+            // `pos >= cum_pos >= next_pos`: the head position is free in the map too.
+            self.head = Some(item);
+        } else {
+            self.items.insert(pos, item);
+        }
         self.last_inserted = Some(pos);
         if pos == self.cum_pos {
             self.cum_pos += 1;
@@ -154,11 +165,16 @@ impl<T: ByteLen> ReorderBuffer<T> {
     /// Removes and returns the item at `next_expected` if it is held, advancing
     /// `next_expected`; `None` while there is a gap there.
     pub fn pop(&mut self) -> Option<(Seq, T)> {
-        let entry = self.items.first_entry()?;
-        if *entry.key() != self.next_pos {
-            return None;
-        }
-        let item = entry.remove();
+        let item = match self.head.take() {
+            Some(item) => item,
+            None => {
+                let entry = self.items.first_entry()?;
+                if *entry.key() != self.next_pos {
+                    return None;
+                }
+                entry.remove()
+            }
+        };
         self.bytes -= item.byte_len();
         let seq = self.next_expected;
         self.next_pos += 1;
@@ -234,12 +250,12 @@ impl<T: ByteLen> ReorderBuffer<T> {
 
     /// Number of items held (in-order items not yet popped included).
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.items.len() + usize::from(self.head.is_some())
     }
 
     /// Whether no item is held.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.head.is_none() && self.items.is_empty()
     }
 
     /// Sum of [`ByteLen::byte_len`] over the items held.
@@ -288,5 +304,34 @@ impl<T: ByteLen> Iterator for DrainReady<'_, T> {
 
     fn next(&mut self) -> Option<(Seq, T)> {
         self.buffer.pop()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An in-order item waits outside the map; one ahead of a gap goes into it, and the
+    /// head still comes out first.
+    #[test]
+    fn in_order_items_never_touch_the_map() {
+        let mut rb = ReorderBuffer::new(Seq::new(7), ReorderConfig::default());
+        for i in 0..100u32 {
+            assert_eq!(
+                rb.insert(Seq::new(7 + i), vec![1u8; 10]),
+                InsertOutcome::InOrder
+            );
+            assert!(rb.items.is_empty() && rb.head.is_some());
+            assert_eq!(rb.len(), 1);
+            assert_eq!(rb.pop().map(|(s, _)| s), Some(Seq::new(7 + i)));
+            assert!(rb.is_empty());
+        }
+        assert_eq!(rb.insert(Seq::new(107), vec![1]), InsertOutcome::InOrder);
+        assert_eq!(rb.insert(Seq::new(109), vec![3]), InsertOutcome::Buffered);
+        assert_eq!(rb.insert(Seq::new(107), vec![9]), InsertOutcome::Duplicate);
+        assert_eq!(rb.insert(Seq::new(108), vec![2]), InsertOutcome::Buffered);
+        assert_eq!((rb.len(), rb.items.len()), (3, 2));
+        let order: Vec<u8> = rb.drain_ready().map(|(_, v)| v[0]).collect();
+        assert_eq!(order, [1, 2, 3]);
     }
 }

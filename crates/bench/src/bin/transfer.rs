@@ -16,7 +16,9 @@
 
 use std::process::ExitCode;
 
-use nym_stream_bench::{many_streams_config, mux_loopback_transfer, mux_transfer, mux_transfer_with};
+use nym_stream_bench::{
+    many_streams_config, mux_loopback_transfer, mux_transfer, mux_transfer_with,
+};
 
 fn arg(args: &[String], name: &str, default: usize) -> Result<usize, String> {
     match args.iter().position(|a| a == name) {
