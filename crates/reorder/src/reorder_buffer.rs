@@ -75,17 +75,13 @@ impl InsertOutcome {
 ///
 /// Items live in an ordered map keyed by position, so memory is proportional to the items held,
 /// not to the distance between them. `insert` and `pop` are `O(log n)` (amortized),
-/// `sack_ranges` is `O(n)` in the worst case. The in-order item at the head, when nothing is
-/// held beyond it (the common case), waits outside the map: in-order traffic never allocates
-/// a map node.
+/// `sack_ranges` is `O(n)` in the worst case; [`take_in_order`](Self::take_in_order) is
+/// `O(1)` and does not touch the map.
 #[derive(Debug)]
 pub struct ReorderBuffer<T> {
     config: ReorderConfig,
     /// Held items keyed by absolute position: the seq that was `start` has position 0.
     items: BTreeMap<u64, T>,
-    /// The item at `next_pos`, when it arrived while that position was free: kept out of
-    /// `items` (never also in it), so an in-order item costs no map insert and remove.
-    head: Option<T>,
     /// Seq of the next item `pop` returns.
     next_expected: Seq,
     /// Absolute position of `next_expected`.
@@ -104,7 +100,6 @@ impl<T: ByteLen> ReorderBuffer<T> {
         ReorderBuffer {
             config,
             items: BTreeMap::new(),
-            head: None,
             next_expected: start,
             next_pos: 0,
             cum_pos: 0,
@@ -138,16 +133,11 @@ impl<T: ByteLen> ReorderBuffer<T> {
             self.config.max_items.saturating_sub(1)
         };
         let bytes_after = self.bytes.saturating_add(item.byte_len());
-        if self.len() >= item_limit || bytes_after > self.config.max_bytes {
+        if self.items.len() >= item_limit || bytes_after > self.config.max_bytes {
             return InsertOutcome::OverCapacity;
         }
         self.bytes = bytes_after;
-        if pos == self.next_pos && self.head.is_none() {
-            // `pos >= cum_pos >= next_pos`: the head position is free in the map too.
-            self.head = Some(item);
-        } else {
-            self.items.insert(pos, item);
-        }
+        self.items.insert(pos, item);
         self.last_inserted = Some(pos);
         if pos == self.cum_pos {
             self.cum_pos += 1;
@@ -162,19 +152,36 @@ impl<T: ByteLen> ReorderBuffer<T> {
         }
     }
 
+    /// Accepts the item at `next_expected` without holding it, when nothing is held: the
+    /// same as [`insert`](Self::insert) followed by [`pop`](Self::pop), which the caller
+    /// skips by taking the item straight away. Returns `false` (and changes nothing) when
+    /// the item is not next in order, something is held, or the item alone exceeds a
+    /// bound; then call `insert`. In-order traffic, the common case, so never touches
+    /// the map (whose node an insert into an empty map allocates and a pop frees).
+    pub fn take_in_order(&mut self, seq: Seq, byte_len: usize) -> bool {
+        if seq != self.next_expected
+            || !self.items.is_empty()
+            || self.config.max_items == 0
+            || byte_len > self.config.max_bytes
+        {
+            return false;
+        }
+        // Nothing held: the cumulative point is the head.
+        self.last_inserted = Some(self.next_pos);
+        self.next_pos += 1;
+        self.cum_pos = self.next_pos;
+        self.next_expected = seq.next();
+        true
+    }
+
     /// Removes and returns the item at `next_expected` if it is held, advancing
     /// `next_expected`; `None` while there is a gap there.
     pub fn pop(&mut self) -> Option<(Seq, T)> {
-        let item = match self.head.take() {
-            Some(item) => item,
-            None => {
-                let entry = self.items.first_entry()?;
-                if *entry.key() != self.next_pos {
-                    return None;
-                }
-                entry.remove()
-            }
-        };
+        let entry = self.items.first_entry()?;
+        if *entry.key() != self.next_pos {
+            return None;
+        }
+        let item = entry.remove();
         self.bytes -= item.byte_len();
         let seq = self.next_expected;
         self.next_pos += 1;
@@ -250,12 +257,12 @@ impl<T: ByteLen> ReorderBuffer<T> {
 
     /// Number of items held (in-order items not yet popped included).
     pub fn len(&self) -> usize {
-        self.items.len() + usize::from(self.head.is_some())
+        self.items.len()
     }
 
     /// Whether no item is held.
     pub fn is_empty(&self) -> bool {
-        self.head.is_none() && self.items.is_empty()
+        self.items.is_empty()
     }
 
     /// Sum of [`ByteLen::byte_len`] over the items held.
@@ -311,27 +318,31 @@ impl<T: ByteLen> Iterator for DrainReady<'_, T> {
 mod tests {
     use super::*;
 
-    /// An in-order item waits outside the map; one ahead of a gap goes into it, and the
-    /// head still comes out first.
+    /// Taking an item in order is insert-then-pop without the map; it declines whatever
+    /// insert would hold or refuse, and the buffer goes on as if the item had passed
+    /// through it.
     #[test]
-    fn in_order_items_never_touch_the_map() {
-        let mut rb = ReorderBuffer::new(Seq::new(7), ReorderConfig::default());
+    fn take_in_order_is_insert_then_pop() {
+        let mut rb: ReorderBuffer<Vec<u8>> =
+            ReorderBuffer::new(Seq::new(7), ReorderConfig::default());
         for i in 0..100u32 {
-            assert_eq!(
-                rb.insert(Seq::new(7 + i), vec![1u8; 10]),
-                InsertOutcome::InOrder
-            );
-            assert!(rb.items.is_empty() && rb.head.is_some());
-            assert_eq!(rb.len(), 1);
-            assert_eq!(rb.pop().map(|(s, _)| s), Some(Seq::new(7 + i)));
+            assert!(rb.take_in_order(Seq::new(7 + i), 10));
             assert!(rb.is_empty());
+            assert_eq!(rb.cumulative_ack(), Seq::new(8 + i));
         }
-        assert_eq!(rb.insert(Seq::new(107), vec![1]), InsertOutcome::InOrder);
+        assert!(!rb.take_in_order(Seq::new(108), 10), "not next in order");
+        assert!(
+            !rb.take_in_order(Seq::new(107), (1 << 20) + 1),
+            "over the byte bound"
+        );
         assert_eq!(rb.insert(Seq::new(109), vec![3]), InsertOutcome::Buffered);
-        assert_eq!(rb.insert(Seq::new(107), vec![9]), InsertOutcome::Duplicate);
+        assert!(!rb.take_in_order(Seq::new(107), 1), "something is held");
+        assert_eq!(rb.insert(Seq::new(106), vec![0]), InsertOutcome::TooOld);
+        assert_eq!(rb.insert(Seq::new(107), vec![1]), InsertOutcome::InOrder);
         assert_eq!(rb.insert(Seq::new(108), vec![2]), InsertOutcome::Buffered);
-        assert_eq!((rb.len(), rb.items.len()), (3, 2));
         let order: Vec<u8> = rb.drain_ready().map(|(_, v)| v[0]).collect();
         assert_eq!(order, [1, 2, 3]);
+        assert_eq!(rb.sack_ranges(4), vec![]);
+        assert!(rb.take_in_order(Seq::new(110), 1));
     }
 }

@@ -23,6 +23,12 @@ enum Op {
         len: usize,
         tag: u8,
     },
+    /// `take_in_order` at `next_expected + offset`: the caller takes the item itself.
+    TakeInOrder {
+        offset: i64,
+        len: usize,
+        tag: u8,
+    },
     Pop,
     Drain,
 }
@@ -33,6 +39,8 @@ fn op(max_distance: u32) -> impl Strategy<Value = Op> {
         6 => (-6..reach, 0usize..12, any::<u8>())
             .prop_map(|(offset, len, tag)| Op::Insert { offset, len, tag }),
         3 => (0usize..12, any::<u8>()).prop_map(|(len, tag)| Op::FillGap { len, tag }),
+        3 => (-1i64..2, 0usize..12, any::<u8>())
+            .prop_map(|(offset, len, tag)| Op::TakeInOrder { offset, len, tag }),
         2 => Just(Op::Pop),
         1 => Just(Op::Drain),
     ]
@@ -177,6 +185,21 @@ proptest! {
                     let seq = rb.cumulative_ack();
                     let got = rb.insert(seq, vec![tag; len]);
                     prop_assert_eq!(got, model.insert(offset, vec![tag; len]), "fill {}", seq);
+                }
+                Op::TakeInOrder { offset, len, tag } => {
+                    let seq = model.seq(model.next).add(offset as u32);
+                    let got = rb.take_in_order(seq, len);
+                    // The model: insert then pop, where nothing is held and the insert
+                    // is accepted in order; otherwise nothing happens.
+                    let want = offset == 0
+                        && model.held.is_empty()
+                        && model.insert(0, vec![tag; len]) == InsertOutcome::InOrder;
+                    prop_assert_eq!(got, want, "take {} ({} bytes)", seq, len);
+                    if want {
+                        let item = model.pop();
+                        prop_assert!(item.is_some());
+                        delivered.extend(item);
+                    }
                 }
                 Op::Pop => {
                     let got = rb.pop();

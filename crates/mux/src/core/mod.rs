@@ -449,15 +449,22 @@ where
         // Only a read that took bytes changed the stream (its queue, credit, maybe an ack
         // due); an empty one leaves nothing to redo (half the reads at 100 busy streams).
         if matches!(out, Read::Data(n) if n > 0) {
-            self.after(local, now);
+            self.after_read(local, now);
         }
         out
     }
 
     /// Reads one chunk as it arrived: `Ok(None)` is EOF, `Err(Read::Pending)` means wait.
     pub fn read_chunk(&mut self, now: Instant, local: LocalId) -> Result<Option<Bytes>, Read> {
-        self.with_stream(now, local, |s| s.read_chunk())
-            .unwrap_or(Ok(None))
+        let Some(s) = self.stream_mut(local) else {
+            return Ok(None);
+        };
+        let out = s.read_chunk();
+        match &out {
+            Ok(Some(_)) => self.after_read(local, now),
+            _ => self.after(local, now),
+        }
+        out
     }
 
     /// The application dropped the read half, the write half, or both.

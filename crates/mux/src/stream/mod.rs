@@ -472,6 +472,11 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         self.nodelay = nodelay;
     }
 
+    /// Whether the stream's linger has begun (its only timer a read could matter to).
+    pub(crate) fn lingering(&self) -> bool {
+        self.finished_at.is_some()
+    }
+
     /// Whether the stream can leave the table.
     pub(crate) fn removable(&mut self, now: Instant) -> bool {
         if self.handles != Handles::Dropped {

@@ -303,6 +303,12 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             }
             return;
         }
+        if self.reorder.take_in_order(seq, len) {
+            // Next in order with nothing held: straight to the reader.
+            let urgent = self.take_segment(seg);
+            self.after_in_order(now, urgent);
+            return;
+        }
         let outcome = self.reorder.insert(seq, seg);
         match outcome {
             InsertOutcome::InOrder => {
@@ -333,33 +339,45 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     pub(super) fn drain_in_order(&mut self, now: Instant) {
         let mut urgent = false;
         while let Some((_, seg)) = self.reorder.pop() {
-            self.frames_since_ack += 1;
-            match seg {
-                Segment::Data(b) => {
-                    if b.is_empty() {
-                        continue;
-                    }
-                    self.recv_offset += b.len() as u64;
-                    if self.handles.reads() {
-                        self.recv_queued += b.len();
-                        self.recv_queue.push_back(b);
-                    } else {
-                        self.consumed += b.len() as u64;
-                    }
-                    self.wakes.read = true;
+            urgent |= self.take_segment(seg);
+        }
+        self.after_in_order(now, urgent);
+    }
+
+    /// One segment delivered in order: its bytes to the reader, or the FIN. Returns
+    /// whether it makes the ack urgent (a FIN).
+    fn take_segment(&mut self, seg: Segment) -> bool {
+        self.frames_since_ack += 1;
+        match seg {
+            Segment::Data(b) => {
+                if b.is_empty() {
+                    return false;
                 }
-                Segment::Fin(code) => {
-                    if self.recv_state == RecvState::Receiving {
-                        self.recv_state = match code {
-                            None => RecvState::Finished,
-                            Some(code) => RecvState::Failed(Failure::Aborted { code }),
-                        };
-                    }
-                    self.wakes.read = true;
-                    urgent = true;
+                self.recv_offset += b.len() as u64;
+                if self.handles.reads() {
+                    self.recv_queued += b.len();
+                    self.recv_queue.push_back(b);
+                } else {
+                    self.consumed += b.len() as u64;
                 }
+                self.wakes.read = true;
+                false
+            }
+            Segment::Fin(code) => {
+                if self.recv_state == RecvState::Receiving {
+                    self.recv_state = match code {
+                        None => RecvState::Finished,
+                        Some(code) => RecvState::Failed(Failure::Aborted { code }),
+                    };
+                }
+                self.wakes.read = true;
+                true
             }
         }
+    }
+
+    /// The ack after in-order delivery.
+    fn after_in_order(&mut self, now: Instant, mut urgent: bool) {
         // Credit running low: the peer is within a quarter window of the limit it
         // believes in, so it will stall without an ack (e.g. before our first ack,
         // when it only has INITIAL_CREDIT). Ack now instead of after the delay.
