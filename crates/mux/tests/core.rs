@@ -1153,3 +1153,43 @@ fn streams_under_a_capped_peer_window_do_not_ack_every_read() {
         "{acks} acks for {data_frames} data frames: an ack for nearly every read"
     );
 }
+
+/// A frame that arrives after its peer-opened stream left the table meets the
+/// time-wait record, not the departed stream: the router's memory of the stream it
+/// last routed to (a cache in front of the keyed map) goes with the stream.
+#[test]
+fn a_late_frame_after_the_stream_left_meets_its_time_wait_record() {
+    let mut w = Wire::default_pair();
+    let (la, lb) = w.open_pair();
+    let id = w.b.stream_id(lb).expect("B's stream");
+    w.write_all(A, la, b"last words");
+    w.shutdown(A, la);
+    w.pump();
+    let mut got = Vec::new();
+    assert_eq!(w.read_available(B, lb, &mut got), Read::Eof);
+    assert_eq!(got, b"last words");
+    w.shutdown(B, lb);
+    w.pump();
+    w.drop_handle(A, la);
+    w.drop_handle(B, lb);
+    w.run(Duration::from_secs(600), &mut |w| w.b.stream_count() == 0);
+    assert_eq!(w.b.stream_count(), 0, "B's stream left the table");
+    let before = w.b.metrics().unknown_stream_frames;
+    let mut late = lp_frame::StreamHeader::new(id, MessageType::Data, 0)
+        .to_bytes()
+        .to_vec();
+    late.extend_from_slice(b"late");
+    let now = w.now;
+    w.b.handle_inbound(
+        now,
+        mux::Inbound {
+            payload: bytes::Bytes::from(late),
+            sender_tag: Some(common::wire::tag_of(A)),
+        },
+    );
+    assert_eq!(
+        w.b.metrics().unknown_stream_frames,
+        before + 1,
+        "the late frame was counted as a frame of a stream that ended"
+    );
+}

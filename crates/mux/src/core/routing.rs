@@ -80,7 +80,17 @@ where
 
     fn handle_for_inbound(&mut self, now: Instant, tag: T, header: StreamHeader, payload: Bytes) {
         let key = (tag, header.stream_id);
-        if let Some(&local) = self.inbound.get(&key) {
+        let found = match self.last_inbound {
+            Some((last, local)) if last == key => Some(local),
+            _ => {
+                let found = self.inbound.get(&key).copied();
+                if let Some(local) = found {
+                    self.last_inbound = Some((key, local));
+                }
+                found
+            }
+        };
+        if let Some(local) = found {
             if header.msg_type == MessageType::Open {
                 self.metrics.duplicate_opens += 1;
             }

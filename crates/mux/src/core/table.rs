@@ -171,6 +171,9 @@ where
             }
             Destination::Reply(tag) => {
                 self.inbound.remove(&(tag, s.id));
+                if self.last_inbound.is_some_and(|(key, _)| key == (tag, s.id)) {
+                    self.last_inbound = None;
+                }
                 self.remember_closed((tag, s.id), now, false);
                 if let Some(n) = self.inbound_ids.get_mut(&s.id) {
                     *n -= 1;
