@@ -12,7 +12,7 @@ use lp_frame::ext::reset_code;
 use lp_frame::MessageType;
 use mux::{reset_code as code_of, Event, LocalId, MuxConfig, Read, Write};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -1192,4 +1192,52 @@ fn a_late_frame_after_the_stream_left_meets_its_time_wait_record() {
         before + 1,
         "the late frame was counted as a frame of a stream that ended"
     );
+}
+
+/// Uneven unflushed writes over a lossy wire with latency, so frames go out full and
+/// partial, as the coalescing timer and acks allow, with retransmissions. Bytes arrive
+/// whole and in order; on the way the core checks, in debug builds, after every frame
+/// sent or received on its hot paths, that skipping the deadline recomputation there
+/// left no earlier deadline unregistered (a partial frame left behind once armed a
+/// coalescing deadline that was missed: that fails here).
+#[test]
+fn uneven_writes_over_a_lossy_wire_keep_every_deadline() {
+    let mut w = Wire::default_pair().with_latency(Duration::from_millis(30));
+    let (la, lb) = w.open_pair();
+    let data = pattern(400_000, 8);
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let mut sent = 0;
+    let mut got = Vec::new();
+    let mut n = 0u64;
+    let mut rounds = 0;
+    while got.len() < data.len() {
+        rounds += 1;
+        assert!(
+            rounds < 20_000,
+            "stalled at {} of {} bytes",
+            got.len(),
+            data.len()
+        );
+        if sent < data.len() {
+            let size = [700, 1_585, 3_000, 5_000, 20_000][rng.gen_range(0..5)];
+            let end = (sent + size).min(data.len());
+            sent += w.write_some(A, la, &data[sent..end]);
+        }
+        let start = w.now;
+        let sleep = Duration::from_millis(rng.gen_range(1..12));
+        w.run_with(
+            sleep,
+            &mut |_| {
+                n += 1;
+                if n % 23 == 0 {
+                    Fate::Drop
+                } else {
+                    Fate::Deliver
+                }
+            },
+            &mut |w| w.now >= start + sleep,
+        );
+        let _ = w.read_available(B, lb, &mut got);
+    }
+    assert!(got == data, "bytes differ");
 }

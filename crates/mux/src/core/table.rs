@@ -24,7 +24,7 @@ pub(super) struct Entry<A, T> {
 }
 
 /// What touched a stream, for [`Core::after_touch`].
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Touch {
     /// Anything: every figure is redone.
     Any,
@@ -123,11 +123,13 @@ where
             e.in_ready = true;
             self.ready.push_back(local, e.priority);
         }
-        if touch == Touch::Read && !s.lingering() {
+        let kept = s.take_deadlines_kept();
+        if (touch == Touch::Read || kept) && !s.lingering() {
             debug_assert!(
                 s.next_deadline(now)
                     .is_none_or(|d| e.scheduled.is_some_and(|cur| cur <= d)),
-                "a read armed a timer earlier than the one registered"
+                "a stream armed a timer earlier than the one registered ({touch:?}, kept {kept}): {:?} scheduled {:?} now {:?}",
+                s.timers(), e.scheduled, now
             );
             return;
         }

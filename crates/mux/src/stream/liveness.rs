@@ -28,9 +28,13 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             Timer::Retransmit if !reset && self.reliable() && self.retransmit_queue.is_empty() => {
                 self.rto_base().map(|at| at + self.rtt.rto())
             }
-            Timer::Coalesce if !self.pending.is_empty() => self
-                .pending_since
-                .map(|at| at + self.settings.coalesce_delay),
+            // Only a partial frame waits to be coalesced: a full one can go at once.
+            Timer::Coalesce
+                if !self.pending.is_empty() && self.pending.len() < self.frame_payload() =>
+            {
+                self.pending_since
+                    .map(|at| at + self.settings.coalesce_delay)
+            }
             // An expired linger only waits for the stream's last frames to go out: the
             // transmit that sends them removes the stream, so no due deadline is kept.
             Timer::Linger => self.finished_at.map(|at| at + self.settings.linger),
@@ -182,12 +186,12 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// A keepalive (or zero-credit probe) is due: ping, or give up after too many
     /// unanswered. `false` when the stream failed.
     fn on_keepalive_timeout(&mut self, now: Instant) -> bool {
-        if self.pings_outstanding >= self.settings.keepalive_max_missed {
+        if u32::from(self.pings_outstanding) >= self.settings.keepalive_max_missed {
             self.fail_timeout(Timeout::Keepalive);
             return false;
         }
         self.pending_ctl.ping = true;
-        self.pings_outstanding += 1;
+        self.pings_outstanding = self.pings_outstanding.saturating_add(1);
         if self.credit_blocked() {
             // A zero-credit probe: the next one waits twice as long.
             self.probes = self.probes.saturating_add(1);
@@ -243,7 +247,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         // Keepalive proper: silence from the whole peer, not just this stream.
         self.settings
             .keepalive_interval
-            .checked_mul(self.pings_outstanding + 1)
+            .checked_mul(u32::from(self.pings_outstanding) + 1)
             .and_then(|w| self.heard_at().checked_add(w))
     }
 

@@ -115,6 +115,9 @@ pub(crate) struct StreamState<A, T> {
     pending_since: Option<Instant>,
     flush_requested: bool,
     nodelay: bool,
+    /// The last transmit or received frame provably moved no deadline earlier (the
+    /// per-frame hot paths; see [`Self::take_deadlines_kept`]).
+    deadlines_kept: bool,
     send_buf: SendBuffer<Segment>,
     retransmit_queue: VecDeque<Seq>,
     /// Set when the retransmission timer fired: frames last sent before it are
@@ -167,7 +170,9 @@ pub(crate) struct StreamState<A, T> {
     // Liveness.
     last_recv: Instant,
     last_data: Instant,
-    pings_outstanding: u32,
+    /// Keepalive pings unanswered (a `u16`, saturating: the stream ends after
+    /// `keepalive_max_missed` of them long before).
+    pings_outstanding: u16,
     /// Zero-credit probes sent since the credit last opened (their backoff).
     probes: u8,
     last_probe: Option<Instant>,
@@ -233,6 +238,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             pending_since: None,
             flush_requested: false,
             nodelay: cfg.nodelay,
+            deadlines_kept: false,
             send_buf: SendBuffer::new(Seq::new(cfg.first_seq), SendConfig::default()),
             retransmit_queue: VecDeque::new(),
             recovery_point: None,
@@ -470,6 +476,18 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
 
     pub(crate) fn set_nodelay(&mut self, nodelay: bool) {
         self.nodelay = nodelay;
+    }
+
+    /// Whether the operation just done provably moved none of this stream's deadlines
+    /// earlier, so the core need not recompute the next one; resets the claim. Set only
+    /// by the two per-frame hot paths: a first transmission of data while other data is
+    /// in flight, leaving a full frame or nothing behind (the retransmission timer keeps
+    /// its oldest frame; no partial frame starts to wait), and an in-order data frame
+    /// with nothing held, on an established stream with no ping outstanding, that did
+    /// not arm the delayed ack (every liveness deadline moves later). Debug builds check
+    /// the claim on each use.
+    pub(crate) fn take_deadlines_kept(&mut self) -> bool {
+        std::mem::take(&mut self.deadlines_kept)
     }
 
     /// Whether the stream's linger has begun (its only timer a read could matter to).

@@ -118,6 +118,15 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         budget: usize,
     ) {
         let _enter = self.span.clone().entered();
+        self.deadlines_kept = false;
+        // Every liveness deadline moves later with this frame, unless a ping was
+        // outstanding (the keepalive multiplier drops) or the stream becomes established
+        // now (the keepalive starts).
+        let quiet = self.pings_outstanding == 0
+            && self.is_established()
+            && self.teardown.is_live()
+            && header.msg_type == MessageType::Data
+            && header.reserved & ext::FLAG_ACK == 0;
         self.last_activity = now;
         // Any inbound frame counts as life.
         self.last_recv = now;
@@ -191,7 +200,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                         }
                     }
                 };
-                self.on_segment(Seq::new(header.seq), seg, now, budget);
+                let kept = self.on_segment(Seq::new(header.seq), seg, now, budget);
+                self.deadlines_kept = quiet && kept;
             }
             MessageType::Ping => {
                 self.pending_ctl.pong = Some(header.seq);
@@ -293,7 +303,15 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         }
     }
 
-    pub(super) fn on_segment(&mut self, seq: Seq, seg: Segment, now: Instant, budget: usize) {
+    /// Returns whether the segment went straight to the reader without arming the
+    /// delayed ack (see [`Self::take_deadlines_kept`]).
+    pub(super) fn on_segment(
+        &mut self,
+        seq: Seq,
+        seg: Segment,
+        now: Instant,
+        budget: usize,
+    ) -> bool {
         let len = reorder::ByteLen::byte_len(&seg);
         let slack = self.frame_payload();
         if len > 0 && (len > budget || self.inbound_bytes() + len > self.recv_limit() + slack) {
@@ -301,13 +319,14 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             if self.peer_kind == PeerKind::Legacy && self.handles.reads() {
                 self.fail_read(Failure::Overrun(Overrun::Buffer));
             }
-            return;
+            return false;
         }
         if self.reorder.take_in_order(seq, len) {
             // Next in order with nothing held: straight to the reader.
+            let ack_was_idle = self.ack_due == AckDue::Nothing;
             let urgent = self.take_segment(seg);
             self.after_in_order(now, urgent);
-            return;
+            return !(ack_was_idle && matches!(self.ack_due, AckDue::At(_)));
         }
         let outcome = self.reorder.insert(seq, seg);
         match outcome {
@@ -334,6 +353,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 }
             }
         }
+        false
     }
 
     pub(super) fn drain_in_order(&mut self, now: Instant) {

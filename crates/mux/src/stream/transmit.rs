@@ -57,6 +57,8 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// The next frame this stream wants to send, if any.
     pub(crate) fn poll_transmit(&mut self, now: Instant, stock: Option<u32>) -> Option<OutFrame> {
         let _enter = self.span.clone().entered();
+        self.deadlines_kept = false;
+        let nothing_to_resend = self.retransmit_queue.is_empty();
         if stock.is_some() {
             self.metrics.surbs_available = stock;
         }
@@ -154,6 +156,14 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             let ack = piggyback.then(|| self.build_ack(stock, now));
             debug_assert_eq!(ack.as_ref().map_or(0, Ack::encoded_len), ack_len);
             let seq = self.send_buf.next_seq();
+            // Others in flight: the retransmission timer keeps its oldest frame. A full
+            // frame still waiting (or nothing) arms no coalescing deadline; a partial
+            // frame left behind would (see `take_deadlines_kept`).
+            self.deadlines_kept = nothing_to_resend
+                && ack.is_none()
+                && !self.send_buf.is_empty()
+                && self.reliable()
+                && (self.pending.is_empty() || self.pending.len() >= self.frame_payload());
             let (frame, body) = self.encode_data_in_place(slot, seq, ack.as_ref());
             self.send_offset += body.len() as u64;
             let pushed = self.send_buf.push(Segment::Data(body), now);
