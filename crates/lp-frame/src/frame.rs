@@ -1,6 +1,6 @@
 //! Whole frames: header plus payload, borrowed or owned.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use zerocopy::IntoBytes;
 
 use crate::error::FrameError;
@@ -141,12 +141,15 @@ impl OwnedStreamFrame {
     /// Decodes a SphinxStream frame; the payload is a slice of `buf`, not a copy.
     ///
     /// Errors exactly as [`StreamFrame::parse`].
-    pub fn parse(buf: Bytes) -> Result<Self, FrameError> {
+    pub fn parse(mut buf: Bytes) -> Result<Self, FrameError> {
         let (wire, _) = split(&buf)?;
         let header = StreamHeader::from_wire(wire)?;
+        // Moving the start on, rather than slicing a new view and dropping the old one,
+        // costs no reference-count traffic on a shared buffer.
+        buf.advance(HEADER_LEN);
         Ok(Self {
             header,
-            payload: buf.slice(HEADER_LEN..),
+            payload: buf,
         })
     }
 

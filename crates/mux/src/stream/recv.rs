@@ -179,7 +179,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                     match Ack::parse(&body) {
                         Ok((ack, used)) => {
                             self.on_ack(&ack, now);
-                            let _ = body.split_to(used);
+                            body.advance(used);
                         }
                         Err(e) => {
                             tracing::debug!(error = %e, "malformed piggybacked ack; frame dropped");

@@ -226,8 +226,12 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if let Some(a) = ack {
             a.encode(&mut head);
         }
-        let all = buf.freeze();
-        (all.slice(start..), all.slice(room..))
+        // Cut the unused room off before freezing: one reference-count increment (the
+        // payload's view) per frame rather than three.
+        buf.advance(start);
+        let frame = buf.freeze();
+        let payload = frame.slice(head_len..);
+        (frame, payload)
     }
 
     /// Encodes a Data or Close frame, piggybacking a pending ack when both sides
