@@ -238,6 +238,12 @@ impl MixnetClient {
     /// multiplexer configuration, 64 by default), this waits for one of them to finish
     /// instead of flooding the network.
     ///
+    /// Like a TCP connect whose data is queued before the handshake, writes and
+    /// `shutdown()` made before the answer succeed locally even if the peer then refuses
+    /// the stream (no listener, its backlog full): the refusal shows in
+    /// `wait_established`, `closed()` and the next write or read, which fail with
+    /// `ConnectionReset`. Call `wait_established` first when that matters.
+    ///
     /// `reply_surbs`: `Some(k)` attaches exactly `k` reply SURBs to every message of the
     /// stream (what the reference does, with 10); `None` uses our adaptive policy, which
     /// attaches SURBs in proportion to what the peer will send back.
