@@ -536,4 +536,45 @@ mod tests {
         assert_eq!(p.spare_count(), 0, "an idle stream holds no buffer");
         assert_eq!(p.slot_count(), 0, "nor the rest of a chunk");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Any mix of writes and takes (full, cut for acks of any size, or tiny): every
+        /// byte comes out once, in order; each take leaves at least the room asked for,
+        /// never more payload than asked, and something whenever bytes wait; the count
+        /// stays exact.
+        #[test]
+        fn takes_return_the_written_bytes_in_order(
+            frame in proptest::sample::select(vec![7usize, 64, 1565]),
+            ops in proptest::collection::vec((0usize..3, 1usize..70_000, 0usize..60), 1..60),
+        ) {
+            let mut p = PendingBytes::default();
+            let (mut written, mut out) = (Vec::new(), Vec::new());
+            let mut next = 0u8;
+            for (kind, size, ack) in ops {
+                if kind == 0 {
+                    let data: Vec<u8> = (0..size).map(|_| { next = next.wrapping_add(1); next }).collect();
+                    p.push(&data, frame);
+                    written.extend_from_slice(&data);
+                } else {
+                    let n = if kind == 1 { frame } else { frame.saturating_sub(ack).max(1) };
+                    let head = HEAD + if kind == 1 { 0 } else { ack };
+                    let waiting = p.len();
+                    let t = p.take(n, head);
+                    proptest::prop_assert!(t.room >= head, "room {} < {}", t.room, head);
+                    let got = &t.buf[t.room..];
+                    proptest::prop_assert!(got.len() <= n);
+                    proptest::prop_assert_eq!(got.is_empty(), waiting == 0);
+                    out.extend_from_slice(got);
+                }
+                proptest::prop_assert_eq!(p.len(), written.len() - out.len());
+            }
+            while !p.is_empty() {
+                let t = p.take(frame, HEAD);
+                out.extend_from_slice(&t.buf[t.room..]);
+            }
+            proptest::prop_assert!(out == written);
+        }
+    }
 }
