@@ -55,27 +55,34 @@ pub struct StreamMetrics {
 
 /// What a stream counts as it runs: [`StreamMetrics`] without the figures computed
 /// when they are read (round trips, timeout, window), so every stream does not carry
-/// 56 bytes it never updates.
+/// 56 bytes it never updates. Counts of events (not bytes) are `u32`s that saturate
+/// ([`bump`]): 44 bytes less in every stream; four billion of one event on one stream
+/// is beyond any stream's life, and a peer that drives one that far only pins it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct StreamCounters {
     pub(crate) bytes_written: u64,
     pub(crate) bytes_read: u64,
     pub(crate) frames_sent: u64,
     pub(crate) frames_received: u64,
-    pub(crate) retransmits: u64,
-    pub(crate) duplicates: u64,
-    pub(crate) out_of_order: u64,
-    pub(crate) acks_sent: u64,
-    pub(crate) acks_received: u64,
-    pub(crate) forged_acks: u64,
+    pub(crate) retransmits: u32,
+    pub(crate) duplicates: u32,
+    pub(crate) out_of_order: u32,
+    pub(crate) acks_sent: u32,
+    pub(crate) acks_received: u32,
+    pub(crate) forged_acks: u32,
     pub(crate) surbs_attached: u64,
-    pub(crate) surb_requests_capped: u64,
-    pub(crate) surb_stalls: u64,
-    pub(crate) credit_stalls: u64,
-    pub(crate) frames_refused: u64,
+    pub(crate) surb_requests_capped: u32,
+    pub(crate) surb_stalls: u32,
+    pub(crate) credit_stalls: u32,
+    pub(crate) frames_refused: u32,
     pub(crate) surbs_available: Option<u32>,
-    pub(crate) pings_sent: u64,
+    pub(crate) pings_sent: u32,
     pub(crate) send_window: u64,
+}
+
+/// Counts one more event, saturating at `u32::MAX`.
+pub(crate) fn bump(counter: &mut u32) {
+    *counter = counter.saturating_add(1);
 }
 
 impl StreamCounters {
@@ -87,19 +94,19 @@ impl StreamCounters {
             bytes_read: self.bytes_read,
             frames_sent: self.frames_sent,
             frames_received: self.frames_received,
-            retransmits: self.retransmits,
-            duplicates: self.duplicates,
-            out_of_order: self.out_of_order,
-            acks_sent: self.acks_sent,
-            acks_received: self.acks_received,
-            forged_acks: self.forged_acks,
+            retransmits: u64::from(self.retransmits),
+            duplicates: u64::from(self.duplicates),
+            out_of_order: u64::from(self.out_of_order),
+            acks_sent: u64::from(self.acks_sent),
+            acks_received: u64::from(self.acks_received),
+            forged_acks: u64::from(self.forged_acks),
             surbs_attached: self.surbs_attached,
-            surb_requests_capped: self.surb_requests_capped,
-            surb_stalls: self.surb_stalls,
-            credit_stalls: self.credit_stalls,
-            frames_refused: self.frames_refused,
+            surb_requests_capped: u64::from(self.surb_requests_capped),
+            surb_stalls: u64::from(self.surb_stalls),
+            credit_stalls: u64::from(self.credit_stalls),
+            frames_refused: u64::from(self.frames_refused),
             surbs_available: self.surbs_available,
-            pings_sent: self.pings_sent,
+            pings_sent: u64::from(self.pings_sent),
             send_window: self.send_window,
             ..StreamMetrics::default()
         }
@@ -150,4 +157,23 @@ pub struct ClientMetrics {
     /// interval, as the delay controller last set it; `None` for a transport that bounds
     /// its queue instead (the simulator) or before the first acknowledgement.
     pub send_pace: Option<Duration>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An event count stops at its maximum instead of wrapping to zero (or panicking in
+    /// a debug build), and reaches the public metrics whole.
+    #[test]
+    fn event_counts_saturate() {
+        let mut c = StreamCounters {
+            forged_acks: u32::MAX - 1,
+            ..StreamCounters::default()
+        };
+        bump(&mut c.forged_acks);
+        bump(&mut c.forged_acks);
+        assert_eq!(c.forged_acks, u32::MAX);
+        assert_eq!(c.to_metrics().forged_acks, u64::from(u32::MAX));
+    }
 }

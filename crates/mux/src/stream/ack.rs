@@ -4,7 +4,7 @@ use super::*;
 
 impl<A: Copy, T: Copy> StreamState<A, T> {
     pub(super) fn on_ack(&mut self, ack: &Ack, now: Instant) {
-        self.metrics.acks_received += 1;
+        crate::metrics::bump(&mut self.metrics.acks_received);
         if self.peer_kind == PeerKind::Unknown {
             // Only an extended peer sends acks.
             self.peer_kind = PeerKind::Extended;
@@ -19,7 +19,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             .collect();
         let out = self.send_buf.on_ack(Seq::new(ack.cumulative), &sack, now);
         if out.invalid {
-            self.metrics.forged_acks += 1;
+            crate::metrics::bump(&mut self.metrics.forged_acks);
             tracing::debug!(cumulative = ack.cumulative, "ack for unsent data ignored");
             return;
         }
@@ -137,7 +137,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         self.last_grant = u32::try_from(max_data.saturating_sub(self.consumed)).unwrap_or(u32::MAX);
         self.ack_due = AckDue::Nothing;
         self.frames_since_ack = 0;
-        self.metrics.acks_sent += 1;
+        crate::metrics::bump(&mut self.metrics.acks_sent);
         ack
     }
 

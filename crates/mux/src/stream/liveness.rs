@@ -81,7 +81,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     /// checked against the state the previous ones left (an `Open` timeout backs the
     /// RTO off, so a data timeout due at the same instant waits for the new RTO).
     pub(crate) fn on_timeout(&mut self, now: Instant) {
-        let _enter = self.span.clone().entered();
+        let _enter = self.span().entered();
         let armed = self.timers();
         for timer in Timer::ALL {
             // Due when the timeout began, and still due after the handlers before it.

@@ -117,7 +117,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         now: Instant,
         budget: usize,
     ) {
-        let _enter = self.span.clone().entered();
+        let _enter = self.span().entered();
         self.deadlines_kept = false;
         // Every liveness deadline moves later with this frame, unless a ping was
         // outstanding (the keepalive multiplier drops) or the stream becomes established
@@ -315,7 +315,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         let len = reorder::ByteLen::byte_len(&seg);
         let slack = self.frame_payload();
         if len > 0 && (len > budget || self.inbound_bytes() + len > self.recv_limit() + slack) {
-            self.metrics.frames_refused += 1;
+            crate::metrics::bump(&mut self.metrics.frames_refused);
             if self.peer_kind == PeerKind::Legacy && self.handles.reads() {
                 self.fail_read(Failure::Overrun(Overrun::Buffer));
             }
@@ -336,18 +336,18 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             InsertOutcome::Buffered => {
                 // Reordering is the norm on a mixnet: count it towards the next ack
                 // (which carries the SACK blocks) instead of acking at once.
-                self.metrics.out_of_order += 1;
+                crate::metrics::bump(&mut self.metrics.out_of_order);
                 self.frames_since_ack += 1;
                 self.schedule_ack(now);
             }
             InsertOutcome::Duplicate | InsertOutcome::TooOld => {
                 // Our ack may have been lost: repeat it (delayed, so a burst of
                 // retransmissions costs one ack).
-                self.metrics.duplicates += 1;
+                crate::metrics::bump(&mut self.metrics.duplicates);
                 self.schedule_ack(now);
             }
             InsertOutcome::BeyondWindow | InsertOutcome::OverCapacity => {
-                self.metrics.frames_refused += 1;
+                crate::metrics::bump(&mut self.metrics.frames_refused);
                 if self.peer_kind == PeerKind::Legacy {
                     self.fail_read(Failure::Overrun(Overrun::Gap));
                 }

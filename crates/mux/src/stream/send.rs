@@ -41,7 +41,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         let n = (data.len() as u64).min(room).min(credit) as usize;
         let n = n.min(self.pending.room());
         if n == 0 {
-            self.metrics.credit_stalls += 1;
+            crate::metrics::bump(&mut self.metrics.credit_stalls);
             return Write::Blocked;
         }
         self.pending.push(&data[..n], self.frame_payload());

@@ -124,7 +124,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         let room = u64::from(ceiling).min(peer_room) as u32;
         let grant = u32::from(wanted).min(room);
         if grant < u32::from(wanted) {
-            self.metrics.surb_requests_capped += 1;
+            crate::metrics::bump(&mut self.metrics.surb_requests_capped);
         }
         if grant > 0 {
             self.last_surb_grant = Some(now);

@@ -628,7 +628,7 @@ fn unanswered_keepalives_time_the_stream_out() {
     let max = s.settings.keepalive_max_missed;
     run_timers_until(&mut s, now, |s| s.teardown != Teardown::Live);
     assert_eq!(s.teardown, Teardown::TimedOut);
-    assert_eq!(s.metrics.pings_sent, u64::from(max));
+    assert_eq!(u64::from(s.metrics.pings_sent), u64::from(max));
     assert_eq!(
         s.recv_state,
         RecvState::Failed(Failure::TimedOut(Timeout::Keepalive))

@@ -56,7 +56,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
 
     /// The next frame this stream wants to send, if any.
     pub(crate) fn poll_transmit(&mut self, now: Instant, stock: Option<u32>) -> Option<OutFrame> {
-        let _enter = self.span.clone().entered();
+        let _enter = self.span().entered();
         self.deadlines_kept = false;
         let nothing_to_resend = self.retransmit_queue.is_empty();
         if stock.is_some() {
@@ -98,7 +98,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
         if self.pending_ctl.ping {
             self.pending_ctl.ping = false;
             let nonce = self.next_ping_nonce;
-            self.metrics.pings_sent += 1;
+            crate::metrics::bump(&mut self.metrics.pings_sent);
             self.next_ping_nonce = self.next_ping_nonce.wrapping_add(1);
             let hdr = self.header(MessageType::Ping, nonce);
             let surbs = self.surbs_for(false);
@@ -115,7 +115,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             // Keep the reserve for acks; look again shortly or when the opener's next
             // frame (which may carry SURBs) arrives. The ack below asks for more.
             self.surb_block(now);
-            self.metrics.surb_stalls += 1;
+            crate::metrics::bump(&mut self.metrics.surb_stalls);
             if self.extended() && (self.ack_due(now) || self.surbs_wanted()) {
                 return self.poll_ack(now, stock);
             }
@@ -126,7 +126,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 continue;
             };
             self.send_buf.mark_retransmitted(seq, now);
-            self.metrics.retransmits += 1;
+            crate::metrics::bump(&mut self.metrics.retransmits);
             tracing::trace!(seq = seq.get(), "retransmit");
             let frame = self.encode_segment(seq, &seg, stock, now);
             let surbs = self.surbs_for(false);
