@@ -115,6 +115,18 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
     }
 
     pub(super) fn build_ack(&mut self, stock: Option<u32>, now: Instant) -> Ack {
+        let sacks = self.reorder.sack_ranges(ext::MAX_SACK_BLOCKS);
+        self.build_ack_with(stock, now, &sacks)
+    }
+
+    /// [`Self::build_ack`] with the SACK ranges already collected (a caller that sized
+    /// the frame by them).
+    pub(super) fn build_ack_with(
+        &mut self,
+        stock: Option<u32>,
+        now: Instant,
+        sacks: &[SeqRange],
+    ) -> Ack {
         // The window, as far as the peer's connection window allows; never less than
         // what was already promised.
         let max_data = (self.consumed + self.settings.window)
@@ -127,7 +139,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             self.last_ask_at = Some(now);
         }
         let mut ack = Ack::new(self.reorder.cumulative_ack().get(), max_data, asked);
-        for r in self.reorder.sack_ranges(ext::MAX_SACK_BLOCKS) {
+        for r in sacks {
             ack.push_sack(SackBlock {
                 start: r.start.get(),
                 end: r.end.get(),

@@ -41,8 +41,8 @@ pub(crate) struct PendingBytes {
     /// slot.
     slots: VecDeque<BytesMut>,
     /// Payload bytes waiting, across the slots (asked several times per operation). A
-    /// `u32` (with the flag below, 8 bytes of the stream rather than 16): writes are cut
-    /// to [`Self::room`].
+    /// `u32` (with `front_room`, 8 bytes of the stream rather than 16): writes are cut
+    /// to [`Self::room`] before they are pushed.
     len: u32,
     /// Room in front of the front slot's payload: [`HEADROOM`], less the bytes carried
     /// into it from the end of a shorter frame before it; 0 for the rest of a slot a
@@ -106,7 +106,7 @@ impl PendingBytes {
     }
 
     /// Payload bytes of the front slot: what a frame can take without a copy.
-    pub(crate) fn front_len(&self) -> usize {
+    fn front_len(&self) -> usize {
         self.slots
             .front()
             .map_or(0, |s| s.len().saturating_sub(self.head_room(0)))
@@ -114,10 +114,14 @@ impl PendingBytes {
 
     /// Appends `data` into slots of at most `frame` payload bytes each: the last slot's
     /// room first, then fresh slots, in new chunks when the current one cannot hold a
-    /// whole slot (small writes coalesce in one slot).
+    /// whole slot (small writes coalesce in one slot). `data` is at most
+    /// [`room`](Self::room) bytes.
     pub(crate) fn push(&mut self, data: &[u8], frame: usize) {
+        debug_assert!(
+            data.len() <= self.room(),
+            "a write beyond what the count holds"
+        );
         let frame = frame.max(1);
-        let data = &data[..data.len().min(self.room())];
         let slot_size = HEADROOM + frame;
         let mut rest = data;
         while !rest.is_empty() {
@@ -323,9 +327,7 @@ impl PendingBytes {
 
     /// Drops every waiting byte and the spares.
     pub(crate) fn clear(&mut self) {
-        self.slots.clear();
         self.len = 0;
-        self.front_room = HEADROOM as u8;
         self.release_spares();
     }
 

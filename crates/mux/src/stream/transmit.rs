@@ -138,12 +138,10 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
             let piggyback = self.extended()
                 && self.ack_due.pending()
                 && self.ack_max_len() < self.frame_payload();
-            let ack_len = if piggyback {
-                Ack::new(0, 0, 0).encoded_len()
-                    + 8 * self.reorder.sack_ranges(ext::MAX_SACK_BLOCKS).len()
-            } else {
-                0
-            };
+            let sacks = piggyback.then(|| self.reorder.sack_ranges(ext::MAX_SACK_BLOCKS));
+            let ack_len = sacks
+                .as_ref()
+                .map_or(0, |s| Ack::new(0, 0, 0).encoded_len() + 8 * s.len());
             let n = self.pending.len().min(self.frame_payload() - ack_len);
             let slot = self.pending.take(n, lp_frame::HEADER_LEN + ack_len);
             if self.pending.is_empty() {
@@ -153,7 +151,7 @@ impl<A: Copy, T: Copy> StreamState<A, T> {
                 self.pending_since = Some(now);
             }
             // Built once the data left the buffer: the SURB request counts what is left.
-            let ack = piggyback.then(|| self.build_ack(stock, now));
+            let ack = sacks.map(|s| self.build_ack_with(stock, now, &s));
             debug_assert_eq!(ack.as_ref().map_or(0, Ack::encoded_len), ack_len);
             let seq = self.send_buf.next_seq();
             // Others in flight: the retransmission timer keeps its oldest frame. A full
