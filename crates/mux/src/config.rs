@@ -151,7 +151,7 @@ pub struct MuxConfig {
     /// long. Default: 60 s.
     pub keepalive_interval: Duration,
     /// Unanswered pings after which the stream fails with `TimedOut` (delivered after
-    /// the data before it). Default: 3.
+    /// the data before it). Default: 3; at most 65,535 counts.
     pub keepalive_max_missed: u32,
     /// Streams with no data in either direction for this long are reaped: reads
     /// return the bytes already received and then `Ok(0)`, writes fail. Keepalive

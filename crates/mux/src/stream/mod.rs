@@ -169,8 +169,8 @@ pub(crate) struct StreamState<A, T> {
     // Liveness.
     last_recv: Instant,
     last_data: Instant,
-    /// Keepalive pings unanswered (a `u16`, saturating: the stream ends after
-    /// `keepalive_max_missed` of them long before).
+    /// Keepalive pings unanswered (a `u16`; `keepalive_max_missed` is capped at
+    /// `u16::MAX` in the settings, so the count always reaches it).
     pings_outstanding: u16,
     /// Zero-credit probes sent since the credit last opened (their backoff).
     probes: u8,

@@ -45,7 +45,8 @@ impl StreamSettings {
             surb_reserve: cfg.surb_reserve,
             max_surbs_per_message: cfg.max_surbs_per_message,
             keepalive_interval: cfg.keepalive_interval,
-            keepalive_max_missed: cfg.keepalive_max_missed.max(1),
+            // At most what a stream's (u16) count of unanswered pings can reach.
+            keepalive_max_missed: cfg.keepalive_max_missed.clamp(1, u32::from(u16::MAX)),
             idle_timeout: cfg.idle_timeout,
         }
     }
