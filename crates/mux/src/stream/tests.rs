@@ -816,3 +816,17 @@ fn a_written_byte_is_copied_once_on_its_way_to_the_transport() {
     }
     assert_eq!(sent, data);
 }
+
+/// A huge `keepalive_max_missed` is capped at what the stream's (u16) count of unanswered
+/// pings reaches, so a silent peer still ends the stream: the count saturates at
+/// `u16::MAX`, which the cap then equals.
+#[test]
+fn keepalive_max_missed_is_capped_at_the_ping_count() {
+    let c = cfg().with_keepalive_max_missed(100_000);
+    assert_eq!(settings(&c).keepalive_max_missed, u32::from(u16::MAX));
+    assert_eq!(
+        settings(&cfg()).keepalive_max_missed,
+        3,
+        "the default stays"
+    );
+}
